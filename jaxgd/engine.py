@@ -1,0 +1,158 @@
+"""The engine: `train_run` is one gradient-descent run as a pure function of its
+settings and seed; `execute` compiles `jit(vmap(train_run))` once per group of runs
+with the same static settings and calls it chunk by chunk."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import sys
+import time
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import struct
+from tqdm.auto import tqdm
+
+from jaxgd import data as datasets
+from jaxgd import losses, metrics, models, optim, rng
+from jaxgd.plan import Config, Group, Plan, Static, logged_steps
+
+def setup(cfg, seed):
+    """The run's data set and initial parameters."""
+    return rng.draw(seed, lambda draws: (datasets.make(cfg, draws), models.init(cfg, draws)), cfg["dtype"])
+
+
+class TrainState(struct.PyTreeNode):
+    trainable: dict  # the layers gradient descent updates
+    opt_state: optax.OptState
+    alive: jax.Array  # bool: not diverged
+    diverged_step: jax.Array  # int32: first step whose loss was non-finite or above the bound; -1 if none
+
+
+def train_run(static: Static, hyper: dict, seed):
+    """One run: returns its metrics at every logged step ({name: (n_logs,)}; NaN from
+    the divergence on) and its diverged_step (-1 if it never diverged)."""
+    cfg = Config(static, hyper)
+    data, params = setup(cfg, seed)
+    trainable, frozen = models.split_trainable(cfg, params)
+    optimizer = optim.make(cfg)
+
+    def train_loss(trainable):
+        return losses.loss(cfg, {**frozen, **trainable}, data.X_train, data.y_train)
+
+    def check_divergence(state, loss, step):
+        bad = ~jnp.isfinite(loss) | (loss > cfg["engine.divergence_bound"])
+        first = state.alive & bad
+        return state.replace(
+            alive=state.alive & ~bad,
+            diverged_step=jnp.where(first, step, state.diverged_step),
+        )
+
+    def gd_step(step, state):
+        loss, grads = jax.value_and_grad(train_loss)(state.trainable)
+        state = check_divergence(state, loss, step)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.trainable)
+        # A diverged run stays frozen where it diverged.
+        keep_if_dead = lambda new, old: jnp.where(state.alive, new, old)
+        return state.replace(
+            trainable=jax.tree.map(keep_if_dead, optax.apply_updates(state.trainable, updates), state.trainable),
+            opt_state=jax.tree.map(keep_if_dead, opt_state, state.opt_state),
+        )
+
+    def log(state, step):
+        values = metrics.compute(cfg, {**frozen, **state.trainable}, data)
+        state = check_divergence(state, train_loss(state.trainable), step)
+        return state, {k: jnp.where(state.alive, v, jnp.nan) for k, v in values.items()}
+
+    # Log at each logged step, then take the gradient steps up to the next one (none
+    # after the last). One copy of the step and of the metrics in the program.
+    steps = logged_steps(cfg["steps"], cfg["log_every"])
+    next_steps = np.append(steps[1:], steps[-1])
+
+    def log_then_advance(state, interval):
+        step, next_step = interval
+        state, values = log(state, step)
+        return jax.lax.fori_loop(step, next_step, gd_step, state), values
+
+    state = TrainState(
+        trainable=trainable,
+        opt_state=optimizer.init(trainable),
+        alive=jnp.array(True),
+        diverged_step=jnp.array(-1, jnp.int32),
+    )
+    intervals = (jnp.asarray(steps, jnp.int32), jnp.asarray(next_steps, jnp.int32))
+    state, history = jax.lax.scan(log_then_advance, state, intervals)
+    return history, state.diverged_step
+
+
+@contextlib.contextmanager
+def numerics(static: Static):
+    """float64 when asked for; matmul precision as set (`highest` by default, since
+    TF32 products on GPUs change dynamics near the edge of stability)."""
+    with contextlib.ExitStack() as stack:
+        if static["dtype"] == np.float64:
+            stack.enter_context(jax.enable_x64(True))
+        stack.enter_context(jax.default_matmul_precision(static["engine.precision"]))
+        yield
+
+
+@dataclasses.dataclass
+class Outputs:
+    """Every run's results, indexed by run_id."""
+
+    steps: np.ndarray  # the logged steps (n_logs,)
+    history: dict[str, np.ndarray]  # metric -> (n_runs, n_logs)
+    diverged_step: np.ndarray  # (n_runs,), -1 if the run never diverged
+    stats: dict
+
+
+def compile_group(group: Group):
+    """The compiled `jit(vmap(train_run))` of a group, and the seconds it took."""
+    _, seeds, hyper = next(group.chunks())
+    start = time.perf_counter()
+    compiled = jax.jit(jax.vmap(partial(train_run, group.static))).lower(hyper, seeds).compile()
+    return compiled, time.perf_counter() - start
+
+
+def execute(plan: Plan, progress: bool = True) -> Outputs:
+    spec = plan.spec
+    steps = logged_steps(spec.settings["steps"], spec.settings["log_every"])
+    dtype = np.dtype(spec.settings["dtype"])
+    history = {m: np.full((plan.n_runs, len(steps)), np.nan, dtype) for m in spec.metrics}
+    diverged_step = np.full(plan.n_runs, -1, np.int64)
+
+    start, compile_s = time.perf_counter(), 0.0
+    bar = tqdm(
+        total=plan.n_runs, unit="run", desc=spec.name, delay=1.0,
+        disable=not progress, file=sys.stderr, dynamic_ncols=True,
+    )
+    with bar:
+        for group in plan.groups:
+            with numerics(group.static):
+                compiled, seconds = compile_group(group)
+                compile_s += seconds
+                for run_ids, seeds, hyper in group.chunks():
+                    chunk_history, chunk_diverged = jax.device_get(compiled(hyper, seeds))
+                    real = slice(0, len(run_ids))
+                    for name, values in chunk_history.items():
+                        history[name][run_ids] = values[real]
+                    diverged_step[run_ids] = chunk_diverged[real]
+                    bar.update(len(run_ids))
+    wall = time.perf_counter() - start
+    run_steps = plan.n_runs * spec.settings["steps"]
+    stats = {
+        "runs": plan.n_runs,
+        "steps": spec.settings["steps"],
+        "groups": len(plan.groups),
+        "chunks": sum(g.n_chunks for g in plan.groups),
+        "chunk_sizes": sorted({g.chunk_size for g in plan.groups}),
+        "wall_s": wall,
+        "compile_s": compile_s,
+        "run_steps_per_s": run_steps / max(wall - compile_s, 1e-9),
+        "device": str(jax.devices()[0].device_kind),
+    }
+    return Outputs(steps=steps, history=history, diverged_step=diverged_step, stats=stats)

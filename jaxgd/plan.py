@@ -1,0 +1,170 @@
+"""The plan of a sweep: the grid of runs (product of swept axes x seeds), grouped by
+static settings (one compiled program each) and cut into chunks that fit in memory."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+import os
+from functools import cached_property
+from typing import Any, Iterator
+
+import jax
+import numpy as np
+import pandas as pd
+
+from jaxgd.spec import SCHEMA, Spec
+
+CPU_BUDGET_CAP = 2 * 2**30  # bytes; on the host a chunk need not be large to be efficient
+
+
+def is_traced(key: str) -> bool:
+    """Float settings are traced (vmapped over runs); all others are static."""
+    return SCHEMA[key].type is float
+
+
+@dataclasses.dataclass(frozen=True)
+class Static:
+    """The static settings shared by a group of runs: hashable, so it can be a static
+    argument of `jax.jit`; read with `static["model.width"]`."""
+
+    items: tuple[tuple[str, Any], ...]
+
+    @cached_property
+    def _lookup(self) -> dict[str, Any]:
+        return dict(self.items)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._lookup[key]
+
+    def __hash__(self) -> int:
+        return hash(self.items)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Static) and self.items == other.items
+
+
+class Config:
+    """One run's settings inside the compiled program: traced values (`hyper`) and
+    static ones, both read as `cfg["optimizer.lr"]`."""
+
+    def __init__(self, static: Static, hyper: dict[str, Any]):
+        self.static, self.hyper = static, hyper
+
+    def __getitem__(self, key: str) -> Any:
+        return self.hyper[key] if key in self.hyper else self.static[key]
+
+
+def logged_steps(steps: int, log_every: int) -> np.ndarray:
+    """0, log_every, 2 log_every, ... and the last step."""
+    return np.unique(np.append(np.arange(0, steps + 1, log_every), steps))
+
+
+def bytes_per_run(static: Static) -> int:
+    """A generous estimate of the device memory one run of a vmapped chunk holds."""
+    n, n_test, d, m = (static[k] for k in ("data.n", "data.n_test", "data.d", "model.width"))
+    n_logs = len(logged_steps(static["steps"], static["log_every"]))
+    values = (
+        (n + n_test) * (d + 1)  # the data set
+        + 8 * m * (d + 2)  # parameters, gradients, optimizer state, updates
+        + 6 * max(n, n_test) * m  # hidden activations, forward and backward
+        + n_logs * len(static["metrics"])  # the logged history
+    )
+    return values * static["dtype"].itemsize
+
+
+def default_memory_budget() -> int:
+    """Half of the accelerator's memory, or on the host a quarter of RAM up to 2 GiB."""
+    device = jax.devices()[0]
+    stats = device.memory_stats() if device.platform != "cpu" else None
+    if stats and "bytes_limit" in stats:
+        return int(stats["bytes_limit"] // 2)
+    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return int(min(ram // 4, CPU_BUDGET_CAP))
+
+
+@dataclasses.dataclass(frozen=True)
+class Group:
+    """Runs that share one compiled program. Arrays are indexed by position in the group."""
+
+    static: Static
+    run_ids: np.ndarray  # (R,) int64
+    seeds: np.ndarray  # (R,) uint32
+    hyper: dict[str, np.ndarray]  # traced settings, each (R,)
+    chunk_size: int
+
+    def chunks(self) -> Iterator[tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]]:
+        """(run_ids, seeds, hyper) per chunk, all padded to `chunk_size` by repeating
+        the chunk's first run so that every call has the same shape (one compilation);
+        `run_ids` is left unpadded to mark which outputs are real."""
+        for start in range(0, len(self.run_ids), self.chunk_size):
+            idx = np.arange(start, min(start + self.chunk_size, len(self.run_ids)))
+            padded = np.concatenate([idx, np.full(self.chunk_size - len(idx), idx[0])])
+            yield (
+                self.run_ids[idx],
+                self.seeds[padded],
+                {k: v[padded] for k, v in self.hyper.items()},
+            )
+
+    @property
+    def n_chunks(self) -> int:
+        return math.ceil(len(self.run_ids) / self.chunk_size)
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    spec: Spec
+    runs: pd.DataFrame  # run_id, seed, one column per swept setting (spec.columns)
+    groups: list[Group]
+
+    @property
+    def n_runs(self) -> int:
+        return len(self.runs)
+
+
+def _chunk_size(static: Static, n_runs: int, budget: int, cap: int) -> int:
+    """Largest chunk within the budget (and the cap), then evened out so that the
+    chunks of a group differ by at most one run."""
+    size = max(1, min(n_runs, budget // bytes_per_run(static)))
+    if cap:
+        size = min(size, cap)
+    n_chunks = math.ceil(n_runs / size)
+    return math.ceil(n_runs / n_chunks)
+
+
+def make(spec: Spec) -> Plan:
+    settings = spec.settings
+    swept = spec.swept
+    combos = list(itertools.product(*(settings[k] for k in swept), spec.seeds))
+    grid = pd.DataFrame(combos, columns=swept + ["seed"])
+    grid.insert(0, "run_id", np.arange(len(grid), dtype=np.int64))
+    runs = grid.rename(columns=spec.columns)[["run_id", "seed"] + list(spec.columns.values())]
+
+    dtype = np.dtype(settings["dtype"])
+    base = {k: v for k, v in settings.items() if not is_traced(k) and k not in swept}
+    base.update(dtype=dtype, metrics=spec.metrics)
+    static_swept = [k for k in swept if not is_traced(k)]
+    budget = int(settings["engine.memory_budget_mb"] * 2**20) or default_memory_budget()
+
+    groups = []
+    grouped = grid.groupby(static_swept, sort=False) if static_swept else [((), grid)]
+    for values, rows in grouped:
+        values = values if isinstance(values, tuple) else (values,)
+        values = [v.item() if isinstance(v, np.generic) else v for v in values]
+        static = Static(tuple(sorted({**base, **dict(zip(static_swept, values))}.items(), key=lambda kv: kv[0])))
+        hyper = {
+            k: (rows[k].to_numpy() if k in swept else np.full(len(rows), v)).astype(dtype)
+            for k, v in settings.items()
+            if is_traced(k)
+        }
+        groups.append(
+            Group(
+                static=static,
+                run_ids=rows["run_id"].to_numpy(),
+                seeds=rows["seed"].to_numpy().astype(np.uint32),
+                hyper=hyper,
+                chunk_size=_chunk_size(static, len(rows), budget, settings["engine.chunk_size"]),
+            )
+        )
+    return Plan(spec=spec, runs=runs, groups=groups)

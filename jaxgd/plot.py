@@ -1,0 +1,148 @@
+"""Figures drawn from the result tables: phase diagrams over two swept settings and
+metric curves over steps. Figures are built without pyplot, so no display is needed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import ListedColormap, LogNorm, Normalize
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+
+DIVERGED_COLOR = "#d62728"
+
+
+def _check_columns(table: pd.DataFrame, **columns) -> None:
+    for role, name in columns.items():
+        if name is not None and name not in table.columns:
+            raise ValueError(f"{role}: no column {name!r}; the table has {', '.join(map(str, table.columns))}")
+
+
+def _is_numeric(values) -> bool:
+    return pd.api.types.is_numeric_dtype(pd.Series(values)) and not pd.api.types.is_bool_dtype(pd.Series(values))
+
+
+def is_log_spaced(values) -> bool:
+    """Positive values, at least three, more evenly spaced in log than linearly."""
+    v = np.sort(np.asarray(values, dtype=float))
+    if len(v) < 3 or v[0] <= 0:
+        return len(v) == 2 and v[0] > 0 and v[1] / v[0] >= 10
+    spread = lambda gaps: np.std(gaps) / np.mean(gaps)
+    return spread(np.diff(np.log(v))) < spread(np.diff(v))
+
+
+def _cell_edges(values, log: bool) -> np.ndarray:
+    """Edges of the cells centred on sorted `values` (in log space for log axes)."""
+    v = np.log(values) if log else np.asarray(values, dtype=float)
+    if len(v) == 1:
+        edges = np.array([v[0] - 0.5, v[0] + 0.5]) if not log else np.array([v[0] - 0.35, v[0] + 0.35])
+    else:
+        mid = (v[1:] + v[:-1]) / 2
+        edges = np.concatenate([[2 * v[0] - mid[0]], mid, [2 * v[-1] - mid[-1]]])
+    return np.exp(edges) if log else edges
+
+
+def _axis(ax_setter, ticks_setter, values):
+    """Numeric axes get real coordinates (log where log-spaced); others categorical."""
+    if _is_numeric(values):
+        log = is_log_spaced(values)
+        if log:
+            ax_setter("log")
+        return np.asarray(values, dtype=float), _cell_edges(np.asarray(values, dtype=float), log)
+    ticks_setter(np.arange(len(values)), [str(v) for v in values])
+    positions = np.arange(len(values), dtype=float)
+    return positions, _cell_edges(positions, False)
+
+
+def phase_diagram(summary: pd.DataFrame, x: str, y: str, value: str, reduce: str = "median",
+                  *, log_color: bool | None = None, title: str | None = None) -> Figure:
+    """Heatmap of `value` over the swept settings `x` and `y`, reduced over seeds and any
+    other swept setting with `reduce` (median, mean, min, max). The value is reduced over
+    the runs that did not diverge; cells where at least half the runs diverged are drawn
+    in red. Log-spaced axes are drawn on a log scale."""
+    _check_columns(summary, x=x, y=y, value=value)
+    if reduce not in ("median", "mean", "min", "max"):
+        raise ValueError(f"reduce: got {reduce!r}; expected one of median, mean, min, max")
+    about_divergence = value in ("diverged", "diverged_step") or "diverged" not in summary
+    kept = summary if about_divergence else summary[~summary["diverged"]]
+    xs, ys = np.sort(summary[x].unique()), np.sort(summary[y].unique())
+    cells = kept.groupby([y, x])[value].agg(reduce).astype(float).unstack(x).reindex(index=ys, columns=xs)
+    if about_divergence:
+        diverged = np.zeros(cells.shape, bool)
+    else:
+        fraction = summary.groupby([y, x])["diverged"].mean().unstack(x).reindex(index=ys, columns=xs)
+        diverged = fraction.to_numpy() >= 0.5
+
+    fig = Figure(figsize=(7, 5), layout="constrained")
+    ax = fig.add_subplot()
+    _, x_edges = _axis(ax.set_xscale, ax.set_xticks, xs)
+    _, y_edges = _axis(ax.set_yscale, ax.set_yticks, ys)
+    grid = np.ma.masked_invalid(np.where(diverged, np.nan, cells.to_numpy()))
+    positive = grid.compressed()
+    if log_color is None:
+        log_color = positive.size > 0 and positive.min() > 0 and positive.max() / positive.min() > 100
+    norm = LogNorm(positive.min(), positive.max()) if log_color and positive.size else None
+    mesh = ax.pcolormesh(x_edges, y_edges, grid, norm=norm, cmap="viridis")
+    fig.colorbar(mesh, ax=ax, label=f"{reduce} of {value}")
+    if diverged.any():
+        ax.pcolormesh(x_edges, y_edges, np.ma.masked_where(~diverged, diverged.astype(float)),
+                      cmap=ListedColormap([DIVERGED_COLOR]))
+        ax.legend(handles=[Patch(color=DIVERGED_COLOR, label="diverged (half of runs or more)")],
+                  loc="upper center", bbox_to_anchor=(0.5, -0.12), frameon=False)
+    ax.set_xlabel(x)
+    ax.set_ylabel(y)
+    ax.set_title(title or f"{value} over {x} and {y}")
+    return fig
+
+
+def curves(history: pd.DataFrame, metric: str, hue: str | None = None, *, logy: bool = True,
+           select: dict | None = None, title: str | None = None) -> Figure:
+    """`metric` against step: the median over seeds (and any other swept setting), one
+    line per value of `hue`, over the rows matching `select` ({column: value})."""
+    _check_columns(history, metric=metric, hue=hue, **{f"select.{k}": k for k in select or {}})
+    for column, value in (select or {}).items():
+        history = history[history[column] == value]
+        if history.empty:
+            raise ValueError(f"select.{column}: no rows with {column} = {value!r}")
+    fig = Figure(figsize=(7, 4.5), layout="constrained")
+    ax = fig.add_subplot()
+    groups = list(history.groupby(hue)) if hue else [(None, history)]
+    numeric_hue = hue is not None and _is_numeric([v for v, _ in groups])
+    hue_values = np.array([v for v, _ in groups], dtype=float) if numeric_hue else None
+    log_hue = numeric_hue and is_log_spaced(hue_values)
+    norm = (LogNorm if log_hue else Normalize)(hue_values.min(), hue_values.max()) if numeric_hue else None
+    cmap = matplotlib.colormaps["viridis"]
+    for i, (value, rows) in enumerate(groups):
+        median = rows.groupby("step")[metric].median()
+        color = cmap(norm(value)) if numeric_hue else cmap(i / max(len(groups) - 1, 1))
+        ax.plot(median.index, median.to_numpy(), color=color, label=None if hue is None else f"{hue} = {value}")
+    if logy:
+        ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel(f"median {metric}")
+    if numeric_hue and len(groups) > 6:  # many lines: a colour bar reads better than a legend
+        fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, label=hue)
+    elif hue:
+        ax.legend(fontsize="small")
+    where = ", ".join(f"{k} = {v}" for k, v in (select or {}).items())
+    ax.set_title(title or f"{metric} against step" + (f" by {hue}" if hue else "") + (f" ({where})" if where else ""))
+    return fig
+
+
+def save_figures(results, plot_spec: dict, out) -> list[Path]:
+    """Write the figures of a spec's [plot] table into `out`."""
+    out = Path(out)
+    paths = []
+    for p in plot_spec.get("phase_diagram", []):
+        fig = phase_diagram(results.summary, p["x"], p["y"], p["value"], p["reduce"])
+        paths.append(out / p["file"])
+        fig.savefig(paths[-1], dpi=120)
+    for c in plot_spec.get("curves", []):
+        fig = curves(results.history, c["metric"], c["hue"], logy=c["logy"], select=c["select"])
+        paths.append(out / c["file"])
+        fig.savefig(paths[-1], dpi=120)
+    return paths

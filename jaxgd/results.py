@@ -1,0 +1,104 @@
+"""Tidy tables of a sweep: `history` (one row per run and logged step) and `summary`
+(one row per run), and their Parquet files."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import tomli_w
+
+from jaxgd.engine import Outputs
+from jaxgd.plan import Plan
+
+HISTORY_FILE, SUMMARY_FILE, SPEC_FILE, STATS_FILE = (
+    "history.parquet", "summary.parquet", "spec.toml", "stats.json",
+)
+
+
+def history_table(plan: Plan, outputs: Outputs) -> pd.DataFrame:
+    n_logs = len(outputs.steps)
+    table = plan.runs.loc[plan.runs.index.repeat(n_logs)].reset_index(drop=True)
+    table["step"] = np.tile(outputs.steps, plan.n_runs)
+    for name, values in outputs.history.items():
+        table[name] = values.reshape(-1)
+    return table
+
+
+def summary_table(plan: Plan, outputs: Outputs) -> pd.DataFrame:
+    table = plan.runs.copy()
+    diverged = outputs.diverged_step >= 0
+    table["diverged"] = diverged
+    diverged_step = pd.array(outputs.diverged_step, dtype="Int64")
+    diverged_step[~diverged] = pd.NA
+    table["diverged_step"] = diverged_step
+    with warnings.catch_warnings():  # a run that diverged at step 0 has no finite value
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for name, values in outputs.history.items():
+            table[f"final_{name}"] = values[:, -1]
+            table[f"min_{name}"] = np.nanmin(values, axis=1)
+            table[f"max_{name}"] = np.nanmax(values, axis=1)
+    return table
+
+
+def _atomic_write(path: Path, write) -> None:
+    """Write through a temporary file and rename, so no half-written file is ever read."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+@dataclasses.dataclass
+class Results:
+    history: pd.DataFrame
+    summary: pd.DataFrame
+    spec: dict  # the resolved spec
+    stats: dict = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def from_outputs(cls, plan: Plan, outputs: Outputs) -> "Results":
+        return cls(
+            history=history_table(plan, outputs),
+            summary=summary_table(plan, outputs),
+            spec=plan.spec.to_dict(),
+            stats=outputs.stats,
+        )
+
+    def save(self, out) -> Path:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        _atomic_write(out / HISTORY_FILE, lambda p: self.history.to_parquet(p, index=False))
+        _atomic_write(out / SUMMARY_FILE, lambda p: self.summary.to_parquet(p, index=False))
+        _atomic_write(out / SPEC_FILE, lambda p: p.write_text(tomli_w.dumps(self.spec)))
+        _atomic_write(out / STATS_FILE, lambda p: p.write_text(json.dumps(self.stats, indent=2)))
+        return out
+
+    @classmethod
+    def load(cls, out) -> "Results":
+        import tomllib
+
+        out = Path(out)
+        for name in (HISTORY_FILE, SUMMARY_FILE, SPEC_FILE):
+            if not (out / name).is_file():
+                raise FileNotFoundError(f"{out / name} not found: is {out} the --out folder of a `jaxgd run`?")
+        stats_path = out / STATS_FILE
+        return cls(
+            history=pd.read_parquet(out / HISTORY_FILE),
+            summary=pd.read_parquet(out / SUMMARY_FILE),
+            spec=tomllib.loads((out / SPEC_FILE).read_text()),
+            stats=json.loads(stats_path.read_text()) if stats_path.is_file() else {},
+        )
+
+    def closing_line(self) -> str:
+        s = self.stats
+        return (
+            f"jaxgd: {s['runs']:,} runs x {s['steps']:,} steps in {s['wall_s']:.1f} s "
+            f"(compile {s['compile_s']:.1f} s, {s['groups']} program{'s' * (s['groups'] != 1)}, "
+            f"{s['chunks']} chunk{'s' * (s['chunks'] != 1)}); "
+            f"{s['run_steps_per_s']:,.0f} run-steps/s on {s['device']}"
+        )

@@ -1,0 +1,446 @@
+"""Sweep specifications: read a TOML file or dict, apply overrides, expand sweeps and
+validate every setting before anything is compiled.
+
+Settings are addressed by dotted keys (`optimizer.lr`, `model.width`). Any sweepable
+setting may be a scalar, a list, or `{linspace = [a, b, k]}`, `{logspace = [a, b, k]}`
+(base-10 exponents) or `{geomspace = [a, b, k]}` (end points); a list or range makes
+it a swept axis. Float settings are traced (vmapped); int, str and bool settings are
+static (one compiled program per combination).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import math
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from jaxgd import data, losses, metrics, models, optim
+
+
+class SpecError(ValueError):
+    """A spec that cannot be run; the message names the key, the value and what is allowed."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    default: Any
+    type: type
+    doc: str
+    choices: tuple = ()
+    minimum: float | None = None
+    positive: bool = False  # strictly greater than zero
+    sweepable: bool = True
+
+
+def _int(default, doc, minimum=1, sweepable=True):
+    return Setting(default, int, doc, minimum=minimum, sweepable=sweepable)
+
+
+def _float(default, doc, minimum=0.0, positive=False):
+    return Setting(default, float, doc, minimum=minimum, positive=positive)
+
+
+def _choice(default, choices, doc, sweepable=True):
+    return Setting(default, str, doc, choices=tuple(choices), sweepable=sweepable)
+
+
+def _bool(default, doc):
+    return Setting(default, bool, doc)
+
+
+SCHEMA: dict[str, Setting] = {
+    "name": Setting("sweep", str, "name of the sweep", sweepable=False),
+    "steps": _int(1000, "gradient steps per run", sweepable=False),
+    "log_every": _int(10, "steps between logged metrics (1 <= log_every <= steps)", sweepable=False),
+    "dtype": _choice("float32", ("float32", "float64"), "floating-point type", sweepable=False),
+    "data.name": _choice("linear_teacher", data.DATASETS, "data set"),
+    "data.n": _int(256, "training samples"),
+    "data.n_test": _int(256, "test samples"),
+    "data.d": _int(8, "input dimension"),
+    "data.noise": _float(0.0, "label-noise standard deviation"),
+    "data.labels": _choice("real", data.LABELS, "real targets or their sign (+-1)"),
+    "data.teacher_width": _int(4, "hidden units of two_layer_teacher"),
+    "data.teacher_activation": _choice("relu", models.ACTIVATIONS, "activation of two_layer_teacher"),
+    "model.width": _int(128, "hidden units m"),
+    "model.activation": _choice("relu", models.ACTIVATIONS, "activation"),
+    "model.scaling": _choice("ntk", models.SCALINGS, "output scale c_m: 1, 1/sqrt(m) or 1/m"),
+    "model.bias": _bool(False, "hidden-layer bias b"),
+    "model.train_W": _bool(True, "train the first layer W"),
+    "model.train_a": _bool(True, "train the second layer a"),
+    "model.train_b": _bool(True, "train the bias b (when model.bias)"),
+    "model.w_scale": _float(1.0, "W ~ N(0, w_scale^2 / d)"),
+    "model.a_init": _choice("gaussian", models.A_INITS, "a ~ a_scale * N(0, 1) or a_scale * (+-1, balanced)"),
+    "model.a_scale": _float(1.0, "scale of a at initialization"),
+    "model.b_scale": _float(0.0, "b ~ N(0, b_scale^2)"),
+    "model.leaky_slope": _float(0.01, "negative slope of leaky_relu", minimum=None),
+    "optimizer.name": _choice("gd", optim.OPTIMIZERS, "optimizer"),
+    "optimizer.lr": _float(0.1, "step size", positive=True),
+    "loss.name": _choice("mse", losses.LOSSES, "training loss"),
+    "engine.divergence_bound": _float(1e8, "a run whose training loss exceeds this (or is not finite) is frozen as diverged", positive=True),
+    "engine.memory_budget_mb": Setting(0.0, float, "memory for one chunk of runs (0: from the device)", minimum=0.0, sweepable=False),
+    "engine.chunk_size": _int(0, "most runs per compiled call (0: from the memory budget)", minimum=0, sweepable=False),
+    "engine.precision": _choice("highest", ("highest", "high", "default"), "matmul precision", sweepable=False),
+}
+
+TABLES = ("data", "model", "optimizer", "loss", "engine", "plot")
+TOP_LEVEL = ("name", "seeds", "steps", "log_every", "dtype", "metrics") + TABLES
+SWEEP_FORMS = ("linspace", "logspace", "geomspace")
+REDUCERS = ("median", "mean", "min", "max")
+PHASE_KEYS = {"x": None, "y": None, "value": None, "reduce": "median", "file": None}
+CURVE_KEYS = {"metric": None, "hue": None, "logy": True, "select": None, "file": None}
+DEFAULT_METRICS = ("train_loss", "test_loss")
+
+
+def _nearest(name, candidates) -> str:
+    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.5)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _allowed(setting: Setting) -> str:
+    if setting.choices:
+        return "one of " + ", ".join(repr(c) for c in setting.choices)
+    if setting.type is bool:
+        return "true or false"
+    if setting.type is str:
+        return "a string"
+    kind = "an integer" if setting.type is int else "a number"
+    if setting.positive:
+        return f"{kind} > 0"
+    if setting.minimum is not None:
+        return f"{kind} >= {setting.minimum:g}"
+    return kind
+
+
+def _check_scalar(key: str, value: Any) -> Any:
+    """`value` converted to the setting's type, or a SpecError naming key and allowed values."""
+    setting = SCHEMA[key]
+    fail = SpecError(f"{key}: got {value!r}; expected {_allowed(setting)}")
+    if setting.type is bool:
+        if not isinstance(value, bool):
+            raise fail
+        return value
+    if setting.type is str:
+        if not isinstance(value, str) or (setting.choices and value not in setting.choices):
+            raise SpecError(
+                f"{key}: got {value!r}; expected {_allowed(setting)}"
+                + (_nearest(value, setting.choices) if isinstance(value, str) else "")
+            )
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise fail
+    if setting.type is int:
+        if isinstance(value, float):
+            if not value.is_integer():
+                raise fail
+            value = int(value)
+    else:
+        value = float(value)
+        if not math.isfinite(value):
+            raise fail
+    if setting.positive and not value > 0:
+        raise fail
+    if setting.minimum is not None and value < setting.minimum:
+        raise fail
+    return value
+
+
+def _expand_range(key: str, form: str, args: Any) -> list:
+    if not (
+        isinstance(args, list)
+        and len(args) == 3
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in args)
+        and float(args[2]).is_integer()
+        and args[2] >= 1
+    ):
+        raise SpecError(
+            f"{key}: got {{{form} = {args!r}}}; expected {{{form} = [start, stop, count]}} "
+            "with numbers start, stop and an integer count >= 1"
+        )
+    start, stop, count = args
+    make = {"linspace": np.linspace, "logspace": np.logspace, "geomspace": np.geomspace}[form]
+    if form == "geomspace" and (start <= 0 or stop <= 0):
+        raise SpecError(f"{key}: got {{geomspace = {args!r}}}; expected start > 0 and stop > 0")
+    values = [float(v) for v in make(start, stop, int(count))]
+    if SCHEMA[key].type is int:
+        values = [round(v) for v in values]
+        if len(set(values)) < len(values):
+            raise SpecError(
+                f"{key}: {{{form} = {args!r}}} rounds to repeated integers {values}; "
+                "use fewer points or an explicit list"
+            )
+    return values
+
+
+def _resolve_setting(key: str, raw: Any) -> Any:
+    """A scalar (unswept) or a list of at least one value (a swept axis)."""
+    setting = SCHEMA[key]
+    if isinstance(raw, dict):
+        forms = [f for f in raw if f in SWEEP_FORMS]
+        if len(raw) != 1 or not forms:
+            raise SpecError(
+                f"{key}: got {raw!r}; a range is a table with one key, one of "
+                + ", ".join(SWEEP_FORMS)
+            )
+        raw = _expand_range(key, forms[0], raw[forms[0]])
+    if isinstance(raw, (list, tuple)):
+        if not setting.sweepable:
+            raise SpecError(f"{key}: got {raw!r}; this setting cannot be swept, give one {_allowed(setting)}")
+        if len(raw) == 0:
+            raise SpecError(f"{key}: got an empty sweep []; give at least one {_allowed(setting)}")
+        values = [_check_scalar(key, v) for v in raw]
+        if len(set(values)) < len(values):
+            raise SpecError(f"{key}: got repeated values in the sweep {list(raw)!r}")
+        return values
+    return _check_scalar(key, raw)
+
+
+def _flatten(raw: dict) -> dict[str, Any]:
+    """Nested spec dict -> {dotted key: value}; the plot table stays whole under 'plot'."""
+    flat = {}
+    for top, value in raw.items():
+        if top not in TOP_LEVEL:
+            raise SpecError(f"unknown top-level key '{top}'{_nearest(top, TOP_LEVEL)}; allowed: {', '.join(TOP_LEVEL)}")
+        if top in TABLES and top != "plot":
+            if not isinstance(value, dict):
+                raise SpecError(f"[{top}] must be a table, got {value!r}")
+            for key, inner in value.items():
+                flat[f"{top}.{key}"] = inner
+        else:
+            flat[top] = value
+    return flat
+
+
+def _parse_override_value(text: str) -> Any:
+    """`--set` values are TOML values (0.1, [1, 2], {logspace = [-3, 0, 4]}, true);
+    anything else is taken as a bare string (`--set model.activation=tanh`)."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def parse_overrides(overrides) -> dict[str, Any]:
+    """Overrides as a dict {dotted key: value} or a list of 'key=value' strings."""
+    if overrides is None:
+        return {}
+    if isinstance(overrides, dict):
+        return dict(overrides)
+    parsed = {}
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise SpecError(f"override {item!r}: expected key=value, e.g. optimizer.lr=0.1")
+        parsed[key.strip()] = _parse_override_value(text.strip())
+    return parsed
+
+
+def _check_known(key: str):
+    known = list(SCHEMA) + ["seeds", "metrics"]
+    if key not in SCHEMA and key not in ("seeds", "metrics"):
+        table = key.split(".")[0]
+        where = f"[{table}] " if table in TABLES else ""
+        raise SpecError(f"unknown key {where}'{key}'{_nearest(key, known)}")
+
+
+def _resolve_seeds(raw) -> list[int]:
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        if raw < 1:
+            raise SpecError(f"seeds: got {raw!r}; expected a count >= 1 or a list of integers >= 0")
+        return list(range(raw))
+    if (
+        isinstance(raw, list)
+        and raw
+        and all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**31 for s in raw)
+        and len(set(raw)) == len(raw)
+    ):
+        return list(raw)
+    raise SpecError(f"seeds: got {raw!r}; expected a count >= 1 or a non-empty list of distinct integers in [0, 2^31)")
+
+
+def _resolve_metrics(raw) -> tuple[str, ...]:
+    if not isinstance(raw, list) or not raw or not all(isinstance(m, str) for m in raw):
+        raise SpecError(f"metrics: got {raw!r}; expected a non-empty list of metric names from {', '.join(metrics.METRICS)}")
+    for name in raw:
+        if name not in metrics.METRICS:
+            raise SpecError(f"metrics: unknown metric {name!r}{_nearest(name, metrics.METRICS)}; allowed: {', '.join(metrics.METRICS)}")
+    if len(set(raw)) < len(raw):
+        raise SpecError(f"metrics: got repeated names in {raw!r}")
+    return tuple(raw)
+
+
+def _values(settings, key) -> list:
+    value = settings[key]
+    return value if isinstance(value, list) else [value]
+
+
+def _check_combinations(settings, metric_names):
+    """Constraints between settings, checked for every combination the grid contains."""
+    if settings["log_every"] > settings["steps"]:
+        raise SpecError(f"log_every: got {settings['log_every']}; expected 1 <= log_every <= steps = {settings['steps']}")
+    real_labels = "real" in _values(settings, "data.labels")
+    for name in _values(settings, "loss.name"):
+        if name in losses.CLASSIFICATION_LOSSES and real_labels:
+            raise SpecError(
+                f"loss.name: '{name}' needs +-1 labels but data.labels includes 'real'; "
+                "set data.labels = 'sign'"
+            )
+    for name in metric_names:
+        if name in metrics.CLASSIFICATION_METRICS and real_labels:
+            raise SpecError(f"metrics: '{name}' needs +-1 labels but data.labels includes 'real'; set data.labels = 'sign'")
+    can_freeze = lambda key: False in _values(settings, key)
+    if can_freeze("model.train_W") and can_freeze("model.train_a") and (
+        can_freeze("model.train_b") or can_freeze("model.bias")
+    ):
+        raise SpecError("model.train_W, model.train_a, model.train_b: some run would train no layer; train at least one")
+
+
+def column_names(swept_keys) -> dict[str, str]:
+    """Table column of each swept key: its last part (`lr`), or the dotted key where two clash."""
+    leaves = [k.split(".")[-1] for k in swept_keys]
+    reserved = {"run_id", "seed", "step", "diverged", "diverged_step"}
+    return {
+        key: leaf if leaves.count(leaf) == 1 and leaf not in reserved else key
+        for key, leaf in zip(swept_keys, leaves)
+    }
+
+
+@dataclasses.dataclass(frozen=True)
+class Spec:
+    """A validated spec. `settings` maps every dotted key to a scalar or, for a swept
+    axis, a list of values; `columns` names each swept key's table column."""
+
+    settings: dict[str, Any]
+    seeds: list[int]
+    metrics: tuple[str, ...]
+    plot: dict[str, list[dict]]
+
+    @property
+    def name(self) -> str:
+        return self.settings["name"]
+
+    @property
+    def swept(self) -> list[str]:
+        return [k for k, v in self.settings.items() if isinstance(v, list)]
+
+    @property
+    def columns(self) -> dict[str, str]:
+        return column_names(self.swept)
+
+    def to_dict(self) -> dict:
+        """The nested, fully resolved spec (sweeps expanded to lists)."""
+        out: dict[str, Any] = {"seeds": list(self.seeds), "metrics": list(self.metrics)}
+        for key, value in self.settings.items():
+            table, _, leaf = key.rpartition(".")
+            (out.setdefault(table, {}) if table else out)[leaf or key] = value
+        if any(self.plot.values()):
+            # TOML has no null: unset options (a curve without hue) are left out
+            out["plot"] = {
+                kind: [{k: v for k, v in e.items() if v is not None} for e in entries]
+                for kind, entries in self.plot.items()
+                if entries
+            }
+        return out
+
+
+def _resolve_plot(raw, spec_columns: dict[str, str], metric_names) -> dict[str, list[dict]]:
+    raw = raw or {}
+    if not isinstance(raw, dict):
+        raise SpecError(f"[plot] must be a table, got {raw!r}")
+    for kind in raw:
+        if kind not in ("phase_diagram", "curves"):
+            raise SpecError(f"unknown key [plot] '{kind}'{_nearest(kind, ('phase_diagram', 'curves'))}; allowed: phase_diagram, curves")
+    by_column = {**{c: c for c in spec_columns.values()}, **spec_columns, "seed": "seed"}
+    summary_columns = ["diverged", "diverged_step"] + [
+        f"{s}_{m}" for m in metric_names for s in ("final", "min", "max")
+    ]
+
+    def entries(kind, allowed):
+        items = raw.get(kind, [])
+        items = [items] if isinstance(items, dict) else items
+        if not isinstance(items, list) or not all(isinstance(e, dict) for e in items):
+            raise SpecError(f"plot.{kind}: expected a table or a list of tables, got {items!r}")
+        resolved = []
+        for entry in items:
+            for key in entry:
+                if key not in allowed:
+                    raise SpecError(f"unknown key plot.{kind}.{key}{_nearest(key, allowed)}; allowed: {', '.join(allowed)}")
+            merged = {**allowed, **entry}
+            missing = [k for k, v in merged.items() if v is None and k not in ("file", "hue", "select")]
+            if missing:
+                raise SpecError(f"plot.{kind}: missing {', '.join(missing)}")
+            resolved.append(merged)
+        return resolved
+
+    def axis(kind, key, value):
+        if value not in by_column:
+            raise SpecError(
+                f"plot.{kind}.{key}: got {value!r}; expected a swept setting: "
+                + (", ".join(spec_columns.values()) or "(nothing is swept)")
+            )
+        return by_column[value]
+
+    phases = entries("phase_diagram", PHASE_KEYS)
+    for p in phases:
+        p["x"], p["y"] = axis("phase_diagram", "x", p["x"]), axis("phase_diagram", "y", p["y"])
+        if p["value"] not in summary_columns:
+            raise SpecError(f"plot.phase_diagram.value: got {p['value']!r}{_nearest(p['value'], summary_columns)}; expected a summary column: {', '.join(summary_columns)}")
+        if p["reduce"] not in REDUCERS:
+            raise SpecError(f"plot.phase_diagram.reduce: got {p['reduce']!r}; expected one of {', '.join(REDUCERS)}")
+        p["file"] = p["file"] or f"phase_{p['value']}_{p['x']}_{p['y']}.png"
+    curves = entries("curves", CURVE_KEYS)
+    for c in curves:
+        if c["metric"] not in metric_names:
+            raise SpecError(f"plot.curves.metric: got {c['metric']!r}; expected one of the spec's metrics: {', '.join(metric_names)}")
+        if c["hue"] is not None:
+            c["hue"] = axis("curves", "hue", c["hue"])
+        select = c["select"] or {}
+        if not isinstance(select, dict):
+            raise SpecError(f"plot.curves.select: got {select!r}; expected a table {{setting = value}}")
+        c["select"] = {axis("curves", "select", k): v for k, v in select.items()} or None
+        if not isinstance(c["logy"], bool):
+            raise SpecError(f"plot.curves.logy: got {c['logy']!r}; expected true or false")
+        c["file"] = c["file"] or f"curves_{c['metric']}.png"
+    return {"phase_diagram": phases, "curves": curves}
+
+
+def load(spec, overrides=None) -> Spec:
+    """Read, override, expand and validate a spec (a TOML path or a dict)."""
+    if isinstance(spec, Spec):
+        spec = spec.to_dict()
+    if isinstance(spec, (str, Path)):
+        path = Path(spec)
+        if not path.is_file():
+            raise SpecError(f"spec file not found: {path}")
+        with path.open("rb") as f:
+            try:
+                raw = tomllib.load(f)
+            except tomllib.TOMLDecodeError as err:
+                raise SpecError(f"{path}: not valid TOML: {err}") from None
+    elif isinstance(spec, dict):
+        raw = copy.deepcopy(spec)
+    else:
+        raise SpecError(f"spec: expected a path to a TOML file or a dict, got {type(spec).__name__}")
+
+    flat = _flatten(raw)
+    plot_raw = flat.pop("plot", None)
+    for key, value in parse_overrides(overrides).items():
+        if key == "plot" or key.startswith("plot."):
+            raise SpecError(f"override {key!r}: plot tables cannot be overridden; edit the spec")
+        _check_known(key)
+        flat[key] = value
+    for key in flat:
+        _check_known(key)
+
+    settings = {key: _resolve_setting(key, flat.get(key, s.default)) for key, s in SCHEMA.items()}
+    seeds = _resolve_seeds(flat.get("seeds", 1))
+    metric_names = _resolve_metrics(flat.get("metrics", list(DEFAULT_METRICS)))
+    _check_combinations(settings, metric_names)
+    swept = [k for k, v in settings.items() if isinstance(v, list)]
+    plot = _resolve_plot(plot_raw, column_names(swept), metric_names)
+    return Spec(settings=settings, seeds=seeds, metrics=metric_names, plot=plot)
