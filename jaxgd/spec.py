@@ -83,7 +83,7 @@ SCHEMA: dict[str, Setting] = {
     "optimizer.lr": _float(0.1, "step size", positive=True),
     "loss.name": _choice("mse", losses.LOSSES, "training loss"),
     "engine.divergence_bound": _float(1e8, "a run whose training loss exceeds this (or is not finite) is frozen as diverged", positive=True),
-    "engine.memory_budget_mb": Setting(0.0, float, "memory for one chunk of runs (0: from the device)", minimum=0.0, sweepable=False),
+    "engine.memory_budget_mb": _int(0, "MiB for one chunk of runs (0: half the accelerator's memory, or up to 2 GiB of RAM)", minimum=0, sweepable=False),
     "engine.chunk_size": _int(0, "most runs per compiled call (0: from the memory budget)", minimum=0, sweepable=False),
     "engine.precision": _choice("highest", ("highest", "high", "default"), "matmul precision", sweepable=False),
 }
