@@ -41,7 +41,7 @@ def materialize(spec, run_id: int, *, overrides=None) -> dict:
     with engine.numerics(group.static):
         # The same traced computation as inside the engine, for one run.
         setup = jax.jit(lambda h, s: engine.setup(planning.Config(group.static, h), s))
-        data, params = jax.device_get(setup(hyper, group.seeds[i]))
+        data, params, _ = jax.device_get(setup(hyper, group.seeds[i]))
     settings = {k: v for k, v in group.static.items if k not in ("dtype", "metrics")}
     settings.update({k: v.item() for k, v in hyper.items()})
     return {

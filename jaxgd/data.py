@@ -1,20 +1,20 @@
-"""Data sets: one registry entry per data set, each a pure function of the run's draws.
+"""Data sets: one registry entry per data set.
 
-A data set entry is `teacher(draws, cfg) -> target`, where `target(X)` maps inputs
-(n, d) to noiseless real targets (n,) and `draws` (`rng.Draws`) hands out the standard
-Gaussians it needs. `make(cfg, draws)` draws the teacher once, then an independent
-train set and test set of Gaussian inputs x ~ N(0, I_d), adds label noise
-`noise * N(0, 1)` to both, and takes the sign for `data.labels = "sign"`. Everything
-is traced, so data sets are generated inside the compiled program, per run, from the
-run's own seed.
+A generated data set is a `Generator`: a teacher drawn once per seed, then i.i.d.
+samples `(X, y)` of any size, all from the run's standard-Gaussian draws (`rng.Draws`),
+so data are generated inside the compiled program. `make` draws the teacher, an
+independent train and test set, adds label noise `noise * N(0, 1)` and takes the sign
+for `data.labels = "sign"`. Given data (`data.name = "file"` or `"inline"`) are fixed
+arrays (`jaxgd.given`), with the same noise and label handling.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.scipy.special import ndtr
 
 from jaxgd import models
 
@@ -26,52 +26,95 @@ class Dataset(NamedTuple):
     y_test: jax.Array  # (n_test,)
 
 
-def _unit_direction(draws, cfg):
+class Generator(NamedTuple):
+    sample: Callable[..., tuple[jax.Array, jax.Array]]  # (draws, n, cfg, teacher) -> (X, y)
+    draw_teacher: Callable[..., Any] = lambda draws, cfg: None  # (draws, cfg) -> teacher
+
+
+def gaussian_inputs(draws, n, cfg):
+    """x ~ N(0, I_d)."""
+    return draws.normal((n, cfg["data.d"]))
+
+
+def uniform_inputs(draws, n, cfg):
+    """x ~ U[-1, 1]^d, as 2 Phi(z) - 1 of standard Gaussians."""
+    return 2.0 * ndtr(draws.normal((n, cfg["data.d"]))) - 1.0
+
+
+def teacher_on_gaussian_inputs(draw_teacher, target) -> Generator:
+    """x ~ N(0, I_d), y = target(teacher, X, cfg)."""
+
+    def sample(draws, n, cfg, teacher):
+        X = gaussian_inputs(draws, n, cfg)
+        return X, target(teacher, X, cfg)
+
+    return Generator(sample, draw_teacher)
+
+
+def _projection(X, w, cfg):
+    return X @ w / jnp.sqrt(cfg["data.d"])
+
+
+def _draw_direction(draws, cfg):
     """w* ~ N(0, I_d): then w* . x / sqrt(d) has unit variance for x ~ N(0, I_d)."""
     return draws.normal((cfg["data.d"],))
 
 
-
-def linear_teacher(draws, cfg):
-    """y = w* . x / sqrt(d)."""
-    w_star = _unit_direction(draws, cfg)
-    return lambda X: X @ w_star / jnp.sqrt(cfg["data.d"])
-
-
-def relu_teacher(draws, cfg):
-    """y = relu(w* . x / sqrt(d)): a single ReLU neuron."""
-    w_star = _unit_direction(draws, cfg)
-    return lambda X: jax.nn.relu(X @ w_star / jnp.sqrt(cfg["data.d"]))
-
-
-def two_layer_teacher(draws, cfg):
-    """y = k^-1/2 sum_i a*_i act(w*_i . x / sqrt(d)), a*_i ~ N(0, 1), k = teacher_width,
-    act = data.teacher_activation."""
+def _draw_two_layer_teacher(draws, cfg):
     k, d = cfg["data.teacher_width"], cfg["data.d"]
-    W_star, a_star = draws.normal((k, d)), draws.normal((k,))
-    act = models.ACTIVATIONS[cfg["data.teacher_activation"]]
-    return lambda X: act(X @ W_star.T / jnp.sqrt(d), cfg) @ a_star / jnp.sqrt(k)
+    return draws.normal((k, d)), draws.normal((k,))
+
+
+def _two_layer_target(teacher, X, cfg):
+    """y = k^-1/2 sum_i a*_i act(w*_i . x / sqrt(d))."""
+    W_star, a_star = teacher
+    act = models.ACTIVATIONS[cfg["data.teacher_activation"]].fn
+    return act(_projection(X, W_star.T, cfg), cfg) @ a_star / jnp.sqrt(W_star.shape[0])
+
+
+def _random_labels(draws, n, cfg, teacher):
+    """x ~ N(0, I_d) and y ~ N(0, 1) independent of x (the 'adversarial labels' case)."""
+    return gaussian_inputs(draws, n, cfg), draws.normal((n,))
+
+
+def _sin_1d(draws, n, cfg, teacher):
+    """x ~ U[-1, 1], y = sin(pi * frequency * x) (d = 1)."""
+    X = uniform_inputs(draws, n, cfg)
+    return X, jnp.sin(jnp.pi * cfg["data.frequency"] * X[:, 0])
 
 
 DATASETS = {
-    "linear_teacher": linear_teacher,
-    "relu_teacher": relu_teacher,
-    "two_layer_teacher": two_layer_teacher,
+    "linear_teacher": teacher_on_gaussian_inputs(_draw_direction, lambda w, X, cfg: _projection(X, w, cfg)),
+    "relu_teacher": teacher_on_gaussian_inputs(
+        _draw_direction, lambda w, X, cfg: jax.nn.relu(_projection(X, w, cfg))
+    ),
+    "two_layer_teacher": teacher_on_gaussian_inputs(_draw_two_layer_teacher, _two_layer_target),
+    "random_labels": Generator(_random_labels),
+    "sin_1d": Generator(_sin_1d),
 }
 
+# Data sets given as arrays rather than generated (see jaxgd.given).
+GIVEN = ("file", "inline")
+# Data sets whose inputs are one-dimensional.
+ONE_DIMENSIONAL = ("sin_1d",)
 LABELS = ("real", "sign")
 
 
-def _labels(target, X, z, cfg):
-    y = target(X) + cfg["data.noise"] * z
+def _labels(draws, y, cfg):
+    y = y + cfg["data.noise"] * draws.normal(y.shape)
     if cfg["data.labels"] == "sign":
-        y = jnp.where(y >= 0, 1.0, -1.0).astype(cfg["dtype"])
-    return y
+        y = jnp.where(y >= 0, 1.0, -1.0)
+    return y.astype(cfg["dtype"])
 
 
 def make(cfg, draws) -> Dataset:
-    target = DATASETS[cfg["data.name"]](draws, cfg)
-    n, n_test, d = cfg["data.n"], cfg["data.n_test"], cfg["data.d"]
-    X_train, z_train = draws.normal((n, d)), draws.normal((n,))
-    X_test, z_test = draws.normal((n_test, d)), draws.normal((n_test,))
-    return Dataset(X_train, _labels(target, X_train, z_train, cfg), X_test, _labels(target, X_test, z_test, cfg))
+    if cfg["data.name"] in GIVEN:
+        given = cfg["data.given"]
+        X_train, y_train, X_test, y_test = (jnp.asarray(a, cfg["dtype"]) for a in given.arrays)
+    else:
+        generator = DATASETS[cfg["data.name"]]
+        teacher = generator.draw_teacher(draws, cfg)
+        X_train, y_train = generator.sample(draws, cfg["data.n"], cfg, teacher)
+        X_test, y_test = generator.sample(draws, cfg["data.n_test"], cfg, teacher)
+    return Dataset(X_train.astype(cfg["dtype"]), _labels(draws, y_train, cfg),
+                   X_test.astype(cfg["dtype"]), _labels(draws, y_test, cfg))

@@ -22,13 +22,17 @@ from jaxgd import losses, metrics, models, optim, rng
 from jaxgd.plan import Config, Group, Plan, Static, logged_steps
 
 def setup(cfg, seed):
-    """The run's data set and initial parameters."""
-    return rng.draw(seed, lambda draws: (datasets.make(cfg, draws), models.init(cfg, draws)), cfg["dtype"])
+    """The run's data set, initial parameters and mini-batch key."""
+    draws_key, batches_key = rng.run_keys(seed)
+    build = lambda draws: (datasets.make(cfg, draws), models.init(cfg, draws))
+    data, params = rng.draw(draws_key, build, cfg["dtype"])
+    return data, params, batches_key
 
 
 class TrainState(struct.PyTreeNode):
     trainable: dict  # the layers gradient descent updates
     opt_state: optax.OptState
+    anchor: dict | None  # the trainable layers at step measure.displacement_from (if tracked)
     alive: jax.Array  # bool: not diverged
     diverged_step: jax.Array  # int32: first step whose loss was non-finite or above the bound; -1 if none
 
@@ -37,12 +41,12 @@ def train_run(static: Static, hyper: dict, seed):
     """One run: returns its metrics at every logged step ({name: (n_logs,)}; NaN from
     the divergence on) and its diverged_step (-1 if it never diverged)."""
     cfg = Config(static, hyper)
-    data, params = setup(cfg, seed)
+    data, params, batches_key = setup(cfg, seed)
     trainable, frozen = models.split_trainable(cfg, params)
     optimizer = optim.make(cfg)
 
-    def train_loss(trainable):
-        return losses.loss(cfg, {**frozen, **trainable}, data.X_train, data.y_train)
+    def loss(trainable, X, y):
+        return losses.loss(cfg, {**frozen, **trainable}, X, y)
 
     def check_divergence(state, loss, step):
         bad = ~jnp.isfinite(loss) | (loss > cfg["engine.divergence_bound"])
@@ -52,9 +56,17 @@ def train_run(static: Static, hyper: dict, seed):
             diverged_step=jnp.where(first, step, state.diverged_step),
         )
 
+    def set_anchor(state, step):
+        if state.anchor is None:
+            return state
+        at_anchor = step == cfg["measure.displacement_from"]
+        return state.replace(anchor=jax.tree.map(lambda p, a: jnp.where(at_anchor, p, a), state.trainable, state.anchor))
+
     def gd_step(step, state):
-        loss, grads = jax.value_and_grad(train_loss)(state.trainable)
-        state = check_divergence(state, loss, step)
+        state = set_anchor(state, step)
+        X, y = optim.batch(cfg, batches_key, step, data.X_train, data.y_train)
+        value, grads = jax.value_and_grad(loss)(state.trainable, X, y)
+        state = check_divergence(state, value, step)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.trainable)
         # A diverged run stays frozen where it diverged.
         keep_if_dead = lambda new, old: jnp.where(state.alive, new, old)
@@ -64,8 +76,10 @@ def train_run(static: Static, hyper: dict, seed):
         )
 
     def log(state, step):
-        values = metrics.compute(cfg, {**frozen, **state.trainable}, data)
-        state = check_divergence(state, train_loss(state.trainable), step)
+        state = set_anchor(state, step)
+        snapshot = metrics.Snapshot({**frozen, **state.trainable}, params, state.anchor, data, step)
+        values = metrics.compute(cfg, snapshot)
+        state = check_divergence(state, loss(state.trainable, data.X_train, data.y_train), step)
         return state, {k: jnp.where(state.alive, v, jnp.nan) for k, v in values.items()}
 
     # Log at each logged step, then take the gradient steps up to the next one (none
@@ -81,6 +95,7 @@ def train_run(static: Static, hyper: dict, seed):
     state = TrainState(
         trainable=trainable,
         opt_state=optimizer.init(trainable),
+        anchor=trainable if "displacement" in cfg["metrics"] else None,
         alive=jnp.array(True),
         diverged_step=jnp.array(-1, jnp.int32),
     )

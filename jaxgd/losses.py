@@ -17,7 +17,14 @@ def logistic(f, y, cfg):
     return jnp.mean(jnp.logaddexp(0.0, -y * f))
 
 
-LOSSES = {"mse": mse, "logistic": logistic}
+def huber(f, y, cfg):
+    """mean of 0.5 r^2 where |r| <= delta, delta (|r| - delta / 2) beyond; r = f - y,
+    delta = loss.huber_delta."""
+    r, delta = jnp.abs(f - y), cfg["loss.huber_delta"]
+    return jnp.mean(jnp.where(r <= delta, 0.5 * r**2, delta * (r - 0.5 * delta)))
+
+
+LOSSES = {"mse": mse, "logistic": logistic, "huber": huber}
 
 # Losses whose targets must be +-1 labels (`data.labels = "sign"`).
 CLASSIFICATION_LOSSES = ("logistic",)

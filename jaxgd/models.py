@@ -7,25 +7,36 @@ Parameters are a dict {"W": (m, d), "a": (m,), "b": (m,)}; "b" is present only w
 
 from __future__ import annotations
 
+import math
+from typing import Callable, NamedTuple
+
 import jax
 import jax.numpy as jnp
+
+
+class Activation(NamedTuple):
+    fn: Callable  # act(z, cfg); `cfg` carries the activation's own settings as traced values
+    lipschitz: Callable  # Lip(act)(cfg): sup |act'|, for the Lipschitz upper bound of the net
 
 
 def leaky_relu(z, cfg):
     return jnp.where(z >= 0, z, cfg["model.leaky_slope"] * z)
 
 
-# One entry per activation: name -> act(z, cfg). `cfg` carries the activation's own
-# settings (e.g. the leaky slope) as traced values.
+ONE = lambda cfg: 1.0
+# sup of (z Phi(z))' = Phi(z) + z phi(z), reached at z = sqrt(2)
+GELU_LIPSCHITZ = 0.5 * (1 + math.erf(1.0)) + math.sqrt(2) * math.exp(-1.0) / math.sqrt(2 * math.pi)
+
+# One entry per activation.
 ACTIVATIONS = {
-    "relu": lambda z, cfg: jax.nn.relu(z),
-    "leaky_relu": leaky_relu,
-    "tanh": lambda z, cfg: jnp.tanh(z),
-    "gelu": lambda z, cfg: jax.nn.gelu(z, approximate=False),
-    "softplus": lambda z, cfg: jax.nn.softplus(z),
-    "sigmoid": lambda z, cfg: jax.nn.sigmoid(z),
-    "identity": lambda z, cfg: z,
-    "square": lambda z, cfg: z * z,
+    "relu": Activation(lambda z, cfg: jax.nn.relu(z), ONE),
+    "leaky_relu": Activation(leaky_relu, lambda cfg: jnp.maximum(1.0, jnp.abs(cfg["model.leaky_slope"]))),
+    "tanh": Activation(lambda z, cfg: jnp.tanh(z), ONE),
+    "gelu": Activation(lambda z, cfg: jax.nn.gelu(z, approximate=False), lambda cfg: GELU_LIPSCHITZ),
+    "softplus": Activation(lambda z, cfg: jax.nn.softplus(z), ONE),
+    "sigmoid": Activation(lambda z, cfg: jax.nn.sigmoid(z), lambda cfg: 0.25),
+    "identity": Activation(lambda z, cfg: z, ONE),
+    "square": Activation(lambda z, cfg: z * z, lambda cfg: jnp.inf),  # not Lipschitz on R
 }
 
 # Output multiplier c_m as a function of the width m.
@@ -40,7 +51,7 @@ LAYERS = ("W", "a", "b")
 
 
 def activation(cfg, z):
-    return ACTIVATIONS[cfg["model.activation"]](z, cfg)
+    return ACTIVATIONS[cfg["model.activation"]].fn(z, cfg)
 
 
 def output_scale(cfg) -> float:

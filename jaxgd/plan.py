@@ -143,7 +143,7 @@ def make(spec: Spec) -> Plan:
 
     dtype = np.dtype(settings["dtype"])
     base = {k: v for k, v in settings.items() if not is_traced(k) and k not in swept}
-    base.update(dtype=dtype, metrics=spec.metrics)
+    base.update(dtype=dtype, metrics=spec.metrics, **{"data.given": spec.given})
     static_swept = [k for k in swept if not is_traced(k)]
     budget = int(settings["engine.memory_budget_mb"] * 2**20) or default_memory_budget()
 

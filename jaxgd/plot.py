@@ -46,14 +46,20 @@ def _cell_edges(values, log: bool) -> np.ndarray:
     return np.exp(edges) if log else edges
 
 
+def is_evenly_spaced(values) -> bool:
+    gaps = np.diff(np.sort(np.asarray(values, dtype=float)))
+    return len(gaps) < 2 or np.std(gaps) <= 0.2 * np.mean(gaps)
+
+
 def _axis(ax_setter, ticks_setter, values):
-    """Numeric axes get real coordinates (log where log-spaced); others categorical."""
-    if _is_numeric(values):
+    """Numeric axes that are log- or evenly spaced get real coordinates (a log scale for
+    the former); others (e.g. 0, 0.1, 1, 10) are drawn as categories."""
+    if _is_numeric(values) and (is_log_spaced(values) or is_evenly_spaced(values)):
         log = is_log_spaced(values)
         if log:
             ax_setter("log")
         return np.asarray(values, dtype=float), _cell_edges(np.asarray(values, dtype=float), log)
-    ticks_setter(np.arange(len(values)), [str(v) for v in values])
+    ticks_setter(np.arange(len(values)), [f"{v:g}" if _is_numeric([v]) else str(v) for v in values])
     positions = np.arange(len(values), dtype=float)
     return positions, _cell_edges(positions, False)
 
@@ -103,11 +109,8 @@ def curves(history: pd.DataFrame, metric: str, hue: str | None = None, *, logy: 
            select: dict | None = None, title: str | None = None) -> Figure:
     """`metric` against step: the median over seeds (and any other swept setting), one
     line per value of `hue`, over the rows matching `select` ({column: value})."""
-    _check_columns(history, metric=metric, hue=hue, **{f"select.{k}": k for k in select or {}})
-    for column, value in (select or {}).items():
-        history = history[history[column] == value]
-        if history.empty:
-            raise ValueError(f"select.{column}: no rows with {column} = {value!r}")
+    _check_columns(history, metric=metric, hue=hue)
+    history = _select(history, select)
     fig = Figure(figsize=(7, 4.5), layout="constrained")
     ax = fig.add_subplot()
     groups = list(history.groupby(hue)) if hue else [(None, history)]
@@ -133,6 +136,47 @@ def curves(history: pd.DataFrame, metric: str, hue: str | None = None, *, logy: 
     return fig
 
 
+def _select(table: pd.DataFrame, select: dict | None) -> pd.DataFrame:
+    """The rows matching {column: value}."""
+    _check_columns(table, **{f"select.{k}": k for k in select or {}})
+    for column, value in (select or {}).items():
+        table = table[table[column] == value]
+        if table.empty:
+            raise ValueError(f"select.{column}: no rows with {column} = {value!r}")
+    return table
+
+
+def lines(summary: pd.DataFrame, x: str, y: list[str], hue: str | None = None, reduce: str = "median", *,
+          logy: bool = True, select: dict | None = None, title: str | None = None) -> Figure:
+    """Summary columns `y` against the swept setting `x`, reduced over seeds (and any
+    other swept setting) with `reduce`: one line style per column, one colour per value
+    of `hue`. Log-spaced x values get a log axis."""
+    y = [y] if isinstance(y, str) else list(y)
+    _check_columns(summary, x=x, hue=hue, **{f"y[{i}]": c for i, c in enumerate(y)})
+    table = _select(summary, select)
+    fig = Figure(figsize=(7, 4.5), layout="constrained")
+    ax = fig.add_subplot()
+    groups = list(table.groupby(hue)) if hue else [(None, table)]
+    cmap = matplotlib.colormaps["viridis"] if len(groups) > 2 else matplotlib.colormaps["tab10"]
+    styles = ["-", "--", ":", "-."]
+    for i, (value, rows) in enumerate(groups):
+        color = cmap(i / max(len(groups) - 1, 1)) if len(groups) > 2 else cmap(i)
+        for j, column in enumerate(y):
+            curve = rows.groupby(x)[column].agg(reduce)
+            label = column + ("" if hue is None else f", {hue} = {value}")
+            ax.plot(curve.index, curve.to_numpy(), styles[j % len(styles)], marker="o", ms=3, color=color, label=label)
+    if _is_numeric(table[x].unique()) and is_log_spaced(table[x].unique()):
+        ax.set_xscale("log")
+    if logy:
+        ax.set_yscale("log")
+    ax.set_xlabel(x)
+    ax.set_ylabel(f"{reduce} over seeds")
+    ax.legend(fontsize="small")
+    where = ", ".join(f"{k} = {v}" for k, v in (select or {}).items())
+    ax.set_title(title or f"{', '.join(y)} against {x}" + (f" ({where})" if where else ""))
+    return fig
+
+
 def save_figures(results, plot_spec: dict, out) -> list[Path]:
     """Write the figures of a spec's [plot] table into `out`."""
     out = Path(out)
@@ -144,5 +188,10 @@ def save_figures(results, plot_spec: dict, out) -> list[Path]:
     for c in plot_spec.get("curves", []):
         fig = curves(results.history, c["metric"], c["hue"], logy=c["logy"], select=c["select"])
         paths.append(out / c["file"])
+        fig.savefig(paths[-1], dpi=120)
+    for entry in plot_spec.get("lines", []):
+        fig = lines(results.summary, entry["x"], entry["y"], entry["hue"], entry["reduce"],
+                    logy=entry["logy"], select=entry["select"])
+        paths.append(out / entry["file"])
         fig.savefig(paths[-1], dpi=120)
     return paths

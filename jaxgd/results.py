@@ -43,6 +43,8 @@ def summary_table(plan: Plan, outputs: Outputs) -> pd.DataFrame:
             table[f"final_{name}"] = values[:, -1]
             table[f"min_{name}"] = np.nanmin(values, axis=1)
             table[f"max_{name}"] = np.nanmax(values, axis=1)
+            for step in plan.spec.settings["summary_steps"]:
+                table[f"{name}_at_{step}"] = values[:, np.searchsorted(outputs.steps, step)]
     return table
 
 

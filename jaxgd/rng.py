@@ -31,10 +31,16 @@ class Draws:
         return self.values[start : start + size].reshape(shape)
 
 
-def draw(seed, build, dtype):
-    """`build(draws)` fed from the run's one draw: a dry run counts the values it takes
+def run_keys(seed) -> tuple[jax.Array, jax.Array]:
+    """(draws key, batches key) of a run: the first feeds `draw`, the second picks
+    mini-batches step by step."""
+    keys = jax.random.split(jax.random.fold_in(jax.random.key(0), seed))
+    return keys[0], keys[1]
+
+
+def draw(key, build, dtype):
+    """`build(draws)` fed from one draw of `key`: a dry run counts the values it takes
     (its operations are dead code in the compiled program), then the real run."""
     counter = Draws(None, dtype)
     build(counter)
-    key = jax.random.fold_in(jax.random.key(0), seed)
     return build(Draws(jax.random.normal(key, (counter.taken,), dtype), dtype))

@@ -20,11 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from jaxgd import data, losses, metrics, models, optim
+from jaxgd import data, given, losses, metrics, models, optim
 
 
-class SpecError(ValueError):
-    """A spec that cannot be run; the message names the key, the value and what is allowed."""
+from jaxgd.errors import SpecError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,12 +53,21 @@ def _bool(default, doc):
     return Setting(default, bool, doc)
 
 
+def _steps_list(doc):
+    """A list of step numbers (not a sweep)."""
+    return Setting((), tuple, doc, minimum=0, sweepable=False)
+
+
+def _path(doc):
+    return Setting("", str, doc, sweepable=False)
+
+
 SCHEMA: dict[str, Setting] = {
     "name": Setting("sweep", str, "name of the sweep", sweepable=False),
     "steps": _int(1000, "gradient steps per run", sweepable=False),
     "log_every": _int(10, "steps between logged metrics (1 <= log_every <= steps)", sweepable=False),
     "dtype": _choice("float32", ("float32", "float64"), "floating-point type", sweepable=False),
-    "data.name": _choice("linear_teacher", data.DATASETS, "data set"),
+    "data.name": _choice("linear_teacher", (*data.DATASETS, *data.GIVEN), "data set"),
     "data.n": _int(256, "training samples"),
     "data.n_test": _int(256, "test samples"),
     "data.d": _int(8, "input dimension"),
@@ -67,6 +75,9 @@ SCHEMA: dict[str, Setting] = {
     "data.labels": _choice("real", data.LABELS, "real targets or their sign (+-1)"),
     "data.teacher_width": _int(4, "hidden units of two_layer_teacher"),
     "data.teacher_activation": _choice("relu", models.ACTIVATIONS, "activation of two_layer_teacher"),
+    "data.frequency": _float(1.0, "sin_1d: y = sin(pi * frequency * x)", minimum=None),
+    "data.path": _path("data.name = 'file': an .npz (X_train, y_train, X_test, y_test) or a training CSV (last column the label)"),
+    "data.test_path": _path("data.name = 'file' with a CSV: the test CSV"),
     "model.width": _int(128, "hidden units m"),
     "model.activation": _choice("relu", models.ACTIVATIONS, "activation"),
     "model.scaling": _choice("ntk", models.SCALINGS, "output scale c_m: 1, 1/sqrt(m) or 1/m"),
@@ -81,19 +92,38 @@ SCHEMA: dict[str, Setting] = {
     "model.leaky_slope": _float(0.01, "negative slope of leaky_relu", minimum=None),
     "optimizer.name": _choice("gd", optim.OPTIMIZERS, "optimizer"),
     "optimizer.lr": _float(0.1, "step size", positive=True),
+    "optimizer.schedule": _choice("constant", optim.SCHEDULES, "step-size schedule"),
+    "optimizer.decay_start": _float(0.0, "t0: the step at which decay begins"),
+    "optimizer.decay_rate": _float(0.01, "exp_decay: lr exp(-rate (t - t0))"),
+    "optimizer.decay_tau": _float(100.0, "poly_decay: lr / (1 + (t - t0) / tau)^power", positive=True),
+    "optimizer.decay_power": _float(1.0, "poly_decay: the power"),
+    "optimizer.decay_every": _float(100.0, "step_decay: steps between decays", positive=True),
+    "optimizer.decay_factor": _float(0.5, "step_decay: lr * factor^floor((t - t0) / every)", positive=True),
+    "optimizer.lr_scale_W": _float(1.0, "multiplier of the step size of W"),
+    "optimizer.lr_scale_a": _float(1.0, "multiplier of the step size of a (kappa = lr_a / lr_W; 0 freezes a)"),
+    "optimizer.lr_scale_b": _float(1.0, "multiplier of the step size of b"),
+    "optimizer.batch_size": _int(32, "sgd: samples per mini-batch (<= data.n)"),
+    "optimizer.sampling": _choice("replacement", optim.SAMPLINGS, "sgd: mini-batches drawn with replacement, or shuffled epochs"),
     "loss.name": _choice("mse", losses.LOSSES, "training loss"),
+    "loss.huber_delta": _float(1.0, "delta of the huber loss and the huber_loss metric", positive=True),
+    "measure.displacement_from": _float(0.0, "t0 of the displacement metric ||theta_t - theta_t0||"),
+    "measure.fd_points": _int(1024, "grid points of lipschitz_fd", minimum=2),
+    "measure.ntk_steps": _steps_list("logged steps at which ntk_min_eig is computed (empty: all)"),
+    "summary_steps": _steps_list("logged steps whose metrics get summary columns <metric>_at_<step>"),
     "engine.divergence_bound": _float(1e8, "a run whose training loss exceeds this (or is not finite) is frozen as diverged", positive=True),
     "engine.memory_budget_mb": _int(0, "MiB for one chunk of runs (0: half the accelerator's memory, or up to 2 GiB of RAM)", minimum=0, sweepable=False),
     "engine.chunk_size": _int(0, "most runs per compiled call (0: from the memory budget)", minimum=0, sweepable=False),
     "engine.precision": _choice("highest", ("highest", "high", "default"), "matmul precision", sweepable=False),
 }
 
-TABLES = ("data", "model", "optimizer", "loss", "engine", "plot")
-TOP_LEVEL = ("name", "seeds", "steps", "log_every", "dtype", "metrics") + TABLES
+TABLES = ("data", "model", "optimizer", "loss", "measure", "engine", "plot")
+TOP_LEVEL = ("name", "seeds", "steps", "log_every", "dtype", "metrics", "summary_steps") + TABLES
 SWEEP_FORMS = ("linspace", "logspace", "geomspace")
 REDUCERS = ("median", "mean", "min", "max")
 PHASE_KEYS = {"x": None, "y": None, "value": None, "reduce": "median", "file": None}
 CURVE_KEYS = {"metric": None, "hue": None, "logy": True, "select": None, "file": None}
+LINE_KEYS = {"x": None, "y": None, "hue": None, "reduce": "median", "logy": True, "select": None, "file": None}
+PLOT_KINDS = ("phase_diagram", "curves", "lines")
 DEFAULT_METRICS = ("train_loss", "test_loss")
 
 
@@ -107,6 +137,8 @@ def _allowed(setting: Setting) -> str:
         return "one of " + ", ".join(repr(c) for c in setting.choices)
     if setting.type is bool:
         return "true or false"
+    if setting.type is tuple:
+        return "a list of step numbers >= 0"
     if setting.type is str:
         return "a string"
     kind = "an integer" if setting.type is int else "a number"
@@ -180,6 +212,12 @@ def _expand_range(key: str, form: str, args: Any) -> list:
 def _resolve_setting(key: str, raw: Any) -> Any:
     """A scalar (unswept) or a list of at least one value (a swept axis)."""
     setting = SCHEMA[key]
+    if setting.type is tuple:  # a list of steps, not a sweep
+        if not isinstance(raw, (list, tuple)) or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in raw
+        ):
+            raise SpecError(f"{key}: got {raw!r}; expected {_allowed(setting)}")
+        return tuple(sorted(set(raw)))
     if isinstance(raw, dict):
         forms = [f for f in raw if f in SWEEP_FORMS]
         if len(raw) != 1 or not forms:
@@ -293,6 +331,19 @@ def _check_combinations(settings, metric_names):
     for name in metric_names:
         if name in metrics.CLASSIFICATION_METRICS and real_labels:
             raise SpecError(f"metrics: '{name}' needs +-1 labels but data.labels includes 'real'; set data.labels = 'sign'")
+    one_dimensional = [name for name in _values(settings, "data.name") if name in data.ONE_DIMENSIONAL]
+    one_dimensional += [name for name in metric_names if name in metrics.ONE_DIMENSIONAL_METRICS]
+    if one_dimensional and _values(settings, "data.d") != [1]:
+        raise SpecError(f"data.d: got {settings['data.d']!r}; {', '.join(one_dimensional)} needs data.d = 1")
+    if set(_values(settings, "optimizer.name")) & set(optim.MINIBATCH):
+        batch, n = max(_values(settings, "optimizer.batch_size")), min(_values(settings, "data.n"))
+        if batch > n:
+            raise SpecError(f"optimizer.batch_size: got {batch}; expected at most data.n = {n}")
+    logged = set(int(t) for t in np.unique(np.append(np.arange(0, settings["steps"] + 1, settings["log_every"]), settings["steps"])))
+    for key in ("measure.ntk_steps", "summary_steps"):
+        unlogged = [t for t in settings[key] if t not in logged]
+        if unlogged:
+            raise SpecError(f"{key}: steps {unlogged} are not logged; logged steps are multiples of log_every = {settings['log_every']} and the last step {settings['steps']}")
     can_freeze = lambda key: False in _values(settings, key)
     if can_freeze("model.train_W") and can_freeze("model.train_a") and (
         can_freeze("model.train_b") or can_freeze("model.bias")
@@ -319,6 +370,7 @@ class Spec:
     seeds: list[int]
     metrics: tuple[str, ...]
     plot: dict[str, list[dict]]
+    given: given.GivenData | None = None  # the arrays of data.name = "file" or "inline"
 
     @property
     def name(self) -> str:
@@ -337,7 +389,9 @@ class Spec:
         out: dict[str, Any] = {"seeds": list(self.seeds), "metrics": list(self.metrics)}
         for key, value in self.settings.items():
             table, _, leaf = key.rpartition(".")
-            (out.setdefault(table, {}) if table else out)[leaf or key] = value
+            (out.setdefault(table, {}) if table else out)[leaf or key] = list(value) if isinstance(value, tuple) else value
+        if self.settings["data.name"] == "inline":
+            out["data"].update({k: a.tolist() for k, a in zip(given.ARRAY_NAMES, self.given.arrays)})
         if any(self.plot.values()):
             # TOML has no null: unset options (a curve without hue) are left out
             out["plot"] = {
@@ -348,17 +402,17 @@ class Spec:
         return out
 
 
-def _resolve_plot(raw, spec_columns: dict[str, str], metric_names) -> dict[str, list[dict]]:
+def _resolve_plot(raw, spec_columns: dict[str, str], metric_names, summary_steps) -> dict[str, list[dict]]:
     raw = raw or {}
     if not isinstance(raw, dict):
         raise SpecError(f"[plot] must be a table, got {raw!r}")
     for kind in raw:
-        if kind not in ("phase_diagram", "curves"):
-            raise SpecError(f"unknown key [plot] '{kind}'{_nearest(kind, ('phase_diagram', 'curves'))}; allowed: phase_diagram, curves")
+        if kind not in PLOT_KINDS:
+            raise SpecError(f"unknown key [plot] '{kind}'{_nearest(kind, PLOT_KINDS)}; allowed: {', '.join(PLOT_KINDS)}")
     by_column = {**{c: c for c in spec_columns.values()}, **spec_columns, "seed": "seed"}
     summary_columns = ["diverged", "diverged_step"] + [
         f"{s}_{m}" for m in metric_names for s in ("final", "min", "max")
-    ]
+    ] + [f"{m}_at_{t}" for m in metric_names for t in summary_steps]
 
     def entries(kind, allowed):
         items = raw.get(kind, [])
@@ -393,28 +447,68 @@ def _resolve_plot(raw, spec_columns: dict[str, str], metric_names) -> dict[str, 
         if p["reduce"] not in REDUCERS:
             raise SpecError(f"plot.phase_diagram.reduce: got {p['reduce']!r}; expected one of {', '.join(REDUCERS)}")
         p["file"] = p["file"] or f"phase_{p['value']}_{p['x']}_{p['y']}.png"
+    def select(kind, entry):
+        chosen = entry["select"] or {}
+        if not isinstance(chosen, dict):
+            raise SpecError(f"plot.{kind}.select: got {chosen!r}; expected a table {{setting = value}}")
+        entry["select"] = {axis(kind, "select", k): v for k, v in chosen.items()} or None
+        if not isinstance(entry["logy"], bool):
+            raise SpecError(f"plot.{kind}.logy: got {entry['logy']!r}; expected true or false")
+        if entry["hue"] is not None:
+            entry["hue"] = axis(kind, "hue", entry["hue"])
+
     curves = entries("curves", CURVE_KEYS)
     for c in curves:
         if c["metric"] not in metric_names:
             raise SpecError(f"plot.curves.metric: got {c['metric']!r}; expected one of the spec's metrics: {', '.join(metric_names)}")
-        if c["hue"] is not None:
-            c["hue"] = axis("curves", "hue", c["hue"])
-        select = c["select"] or {}
-        if not isinstance(select, dict):
-            raise SpecError(f"plot.curves.select: got {select!r}; expected a table {{setting = value}}")
-        c["select"] = {axis("curves", "select", k): v for k, v in select.items()} or None
-        if not isinstance(c["logy"], bool):
-            raise SpecError(f"plot.curves.logy: got {c['logy']!r}; expected true or false")
+        select("curves", c)
         c["file"] = c["file"] or f"curves_{c['metric']}.png"
-    return {"phase_diagram": phases, "curves": curves}
+    line_plots = entries("lines", LINE_KEYS)
+    for entry in line_plots:
+        entry["x"] = axis("lines", "x", entry["x"])
+        entry["y"] = [entry["y"]] if isinstance(entry["y"], str) else entry["y"]
+        for column in entry["y"]:
+            if column not in summary_columns:
+                raise SpecError(f"plot.lines.y: got {column!r}{_nearest(str(column), summary_columns)}; expected summary columns: {', '.join(summary_columns)}")
+        if entry["reduce"] not in REDUCERS:
+            raise SpecError(f"plot.lines.reduce: got {entry['reduce']!r}; expected one of {', '.join(REDUCERS)}")
+        select("lines", entry)
+        entry["file"] = entry["file"] or f"lines_{'_'.join(entry['y'])}_{entry['x']}.png"
+    return {"phase_diagram": phases, "curves": curves, "lines": line_plots}
+
+
+def _resolve_given(settings, flat, inline_arrays, base) -> given.GivenData | None:
+    """Load and check given data (data.name = "file" or "inline"), and set data.n,
+    data.n_test and data.d from the arrays."""
+    names = _values(settings, "data.name")
+    if not set(names) & set(data.GIVEN):
+        if inline_arrays:
+            raise SpecError(f"data.{next(iter(inline_arrays))}: arrays in the spec need data.name = 'inline'")
+        return None
+    if len(names) > 1:
+        raise SpecError(f"data.name: got {names!r}; given data ('file', 'inline') cannot be swept with other data sets")
+    if names[0] == "inline":
+        arrays = given.validate(inline_arrays, "data (inline)")
+    else:
+        arrays = given.from_files(settings["data.path"], settings["data.test_path"], base)
+        for key in ("data.path", "data.test_path"):  # absolute, so the saved spec runs from anywhere
+            if settings[key]:
+                settings[key] = str((base / settings[key]) if base and not Path(settings[key]).is_absolute() else Path(settings[key]))
+    for key, value in (("data.n", arrays.n), ("data.n_test", arrays.n_test), ("data.d", arrays.d)):
+        if key in flat and settings[key] != value:
+            raise SpecError(f"{key}: got {settings[key]!r} but the given data ({arrays.source}) have {value}")
+        settings[key] = value
+    return arrays
 
 
 def load(spec, overrides=None) -> Spec:
     """Read, override, expand and validate a spec (a TOML path or a dict)."""
     if isinstance(spec, Spec):
         spec = spec.to_dict()
+    base = None  # where relative data paths start
     if isinstance(spec, (str, Path)):
         path = Path(spec)
+        base = path.resolve().parent
         if not path.is_file():
             raise SpecError(f"spec file not found: {path}")
         with path.open("rb") as f:
@@ -429,6 +523,7 @@ def load(spec, overrides=None) -> Spec:
 
     flat = _flatten(raw)
     plot_raw = flat.pop("plot", None)
+    inline_arrays = {k: flat.pop(f"data.{k}") for k in given.ARRAY_NAMES if f"data.{k}" in flat}
     for key, value in parse_overrides(overrides).items():
         if key == "plot" or key.startswith("plot."):
             raise SpecError(f"override {key!r}: plot tables cannot be overridden; edit the spec")
@@ -438,9 +533,10 @@ def load(spec, overrides=None) -> Spec:
         _check_known(key)
 
     settings = {key: _resolve_setting(key, flat.get(key, s.default)) for key, s in SCHEMA.items()}
+    arrays = _resolve_given(settings, flat, inline_arrays, base)
     seeds = _resolve_seeds(flat.get("seeds", 1))
     metric_names = _resolve_metrics(flat.get("metrics", list(DEFAULT_METRICS)))
     _check_combinations(settings, metric_names)
     swept = [k for k, v in settings.items() if isinstance(v, list)]
-    plot = _resolve_plot(plot_raw, column_names(swept), metric_names)
-    return Spec(settings=settings, seeds=seeds, metrics=metric_names, plot=plot)
+    plot = _resolve_plot(plot_raw, column_names(swept), metric_names, settings["summary_steps"])
+    return Spec(settings=settings, seeds=seeds, metrics=metric_names, plot=plot, given=arrays)

@@ -36,18 +36,23 @@ def test_relu_and_two_layer_teachers_and_sign_labels():
 
 
 def test_every_registry_entry_runs():
-    """Every data set, activation, loss and metric runs inside the engine."""
-    results = jaxgd.run(make_spec(
-        steps=10, log_every=5, metrics=list(metrics.METRICS),
-        data={"name": list(data.DATASETS), "labels": "sign"},
-        model={"activation": ["leaky_relu", "gelu"], "bias": True},
-        loss={"name": list(losses.LOSSES)}, optimizer={"lr": 0.05},
-    ), progress=False)
-    assert results.summary.filter(like="final_").notna().all().all()
+    """Every generated data set, loss and metric runs inside the engine."""
+    regression = [m for m in metrics.METRICS
+                  if m not in metrics.ONE_DIMENSIONAL_METRICS + metrics.CLASSIFICATION_METRICS]
+    sweeps = [
+        dict(data={"name": [n for n in data.DATASETS if n not in data.ONE_DIMENSIONAL]},
+             model={"activation": "gelu", "bias": True}, metrics=regression),
+        dict(data={"labels": "sign"}, loss={"name": ["logistic", "huber"]},
+             model={"activation": "leaky_relu"}, metrics=regression + list(metrics.CLASSIFICATION_METRICS)),
+        dict(data={"name": list(data.ONE_DIMENSIONAL), "d": 1}, metrics=regression + list(metrics.ONE_DIMENSIONAL_METRICS)),
+    ]
+    for changes in sweeps:
+        results = jaxgd.run(make_spec(steps=10, log_every=5, optimizer={"lr": 0.05}, **changes), progress=False)
+        assert results.summary.filter(like="final_").notna().all().all(), changes
 
 
 def test_norm_and_error_metrics():
-    spec = make_spec(seeds=1, steps=1, log_every=1, metrics=list(metrics.METRICS),
+    spec = make_spec(seeds=1, steps=1, log_every=1, metrics=["norm_W", "norm_a", "norm_b", "test_error"],
                      data={"labels": "sign"}, model={"bias": True, "b_scale": 0.3})
     first = jaxgd.run(spec, progress=False).history.iloc[0]
     run = jaxgd.materialize(spec, 0)

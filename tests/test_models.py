@@ -37,7 +37,7 @@ def test_every_activation_is_tested():
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_activation_formula(name):
-    np.testing.assert_allclose(models.ACTIVATIONS[name](Z, config()), EXPECTED[name], rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(models.ACTIVATIONS[name].fn(Z, config()), EXPECTED[name], rtol=1e-6, atol=1e-7)
 
 
 @pytest.mark.parametrize("scaling, c_m", [("standard", 1.0), ("ntk", 6**-0.5), ("mean_field", 1 / 6)])

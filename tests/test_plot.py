@@ -66,3 +66,21 @@ def test_curves_select_and_hue():
     assert len(lines) == 2 and list(lines[1].get_ydata()) == [1.0, 0.2]
     with pytest.raises(ValueError, match="no rows"):
         plot.curves(history, "train_loss", select={"width": 5})
+
+
+def test_lines_of_summary_columns_against_a_setting():
+    table = summary_table().assign(other=lambda t: t.final_train_loss * 2)
+    fig = plot.lines(table, "width", ["final_train_loss", "other"], hue="lr", select={"seed": 1})
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log" and len(ax.get_lines()) == 2 * 4
+    first = ax.get_lines()[0]  # final_train_loss at lr 0.001 against width
+    np.testing.assert_allclose(first.get_ydata(), [0.001 / w + 1e-4 for w in (8, 16, 32, 64)])
+    with pytest.raises(ValueError, match="no column 'nope'"):
+        plot.lines(table, "width", ["nope"])
+
+
+def test_unevenly_spaced_numbers_are_drawn_as_categories():
+    table = pd.DataFrame(dict(kappa=[0.0, 0.1, 1.0, 10.0] * 2, width=[4] * 4 + [8] * 4,
+                              diverged=False, final_train_loss=np.arange(1.0, 9.0)))
+    ax = plot.phase_diagram(table, "width", "kappa", "final_train_loss").axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["0", "0.1", "1", "10"]

@@ -122,8 +122,8 @@ CASES = {
         "loss": {"name": "mse"},
     },
     "logistic-tanh-meanfield-W-only": {
-        "data": {"name": "two_layer_teacher", "n": 20, "n_test": 10, "d": 3, "labels": "sign"},
-        "model": {"width": 8, "activation": "tanh", "scaling": "mean_field", "train_a": False},
+        "data": {"name": "linear_teacher", "n": 20, "n_test": 10, "d": 3, "labels": "sign"},
+        "model": {"width": 8, "activation": "tanh", "scaling": "mean_field", "train_a": False, "a_scale": 4.0},
         "optimizer": {"lr": [4.0, 16.0]},
         "loss": {"name": "logistic"},
     },

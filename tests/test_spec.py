@@ -42,6 +42,17 @@ BAD_SPECS = [
     (dict(model={"width": {"logspace": [0, 0.1, 5]}}), ["model.width", "repeated integers"]),
     (dict(plot={"phase_diagram": {"x": "width", "y": "lr", "value": "final_train_loss"}}), ["plot.phase_diagram.x", "swept"]),
     (dict(plot={"phase": {}}), ["plot", "'phase'", "phase_diagram"]),
+    (dict(optimizer={"lr": [0.1, 0.2]}, plot={"lines": {"x": "lr", "y": ["final_train_los"]}}),
+     ["plot.lines.y", "'final_train_los'", "final_train_loss"]),
+    (dict(data={"name": "sin_1d"}), ["data.d", "sin_1d", "data.d = 1"]),
+    (dict(metrics=["lipschitz_fd"]), ["data.d", "lipschitz_fd", "data.d = 1"]),
+    (dict(optimizer={"schedule": "cosine"}), ["optimizer.schedule", "'cosine'", "exp_decay"]),
+    (dict(optimizer={"decay_tau": 0}), ["optimizer.decay_tau", "> 0"]),
+    (dict(loss={"huber_delta": -1}), ["loss.huber_delta", "> 0"]),
+    (dict(summary_steps=[5]), ["summary_steps", "[5]", "not logged"]),
+    (dict(measure={"ntk_steps": [1.5]}), ["measure.ntk_steps", "list of step numbers"]),
+    (dict(optimizer={"sampling": "stratified"}), ["optimizer.sampling", "replacement", "epochs"]),
+    (dict(data={"name": "file"}), ["data.path", "needs data.path"]),
 ]
 
 
