@@ -29,8 +29,9 @@ def run(spec, *, overrides=None, out=None, progress=True) -> Results:
 
 
 def materialize(spec, run_id: int, *, overrides=None) -> dict:
-    """The exact training data, test data and initial parameters of one run, as NumPy
-    arrays, with its resolved settings: for checking one cell of a diagram by hand."""
+    """The exact training data, test data, initial parameters and teacher (None where
+    the data set has none) of one run, as NumPy arrays, with its resolved settings: for
+    checking one cell of a diagram by hand."""
     resolved = specs.load(spec, overrides)
     plan = planning.make(resolved)
     if not 0 <= run_id < plan.n_runs:
@@ -40,13 +41,14 @@ def materialize(spec, run_id: int, *, overrides=None) -> dict:
     hyper = {k: v[i] for k, v in group.hyper.items()}
     with engine.numerics(group.static):
         # The same traced computation as inside the engine, for one run.
-        setup = jax.jit(lambda h, s: engine.setup(planning.Config(group.static, h), s))
-        data, params, _ = jax.device_get(setup(hyper, group.seeds[i]))
-    settings = {k: v for k, v in group.static.items if k not in ("dtype", "metrics")}
+        setup = jax.jit(lambda h, s: engine.setup(planning.Config(group.static, h), s)[:3])
+        data, teacher, params = jax.device_get(setup(hyper, group.seeds[i]))
+    settings = {k: v for k, v in group.static.items if k not in ("dtype", "metrics", "data.given")}
     settings.update({k: v.item() for k, v in hyper.items()})
     return {
         **{name: np.asarray(value) for name, value in data._asdict().items()},
         "params": {name: np.asarray(value) for name, value in params.items()},
+        "teacher": jax.tree.map(np.asarray, teacher),
         "seed": int(group.seeds[i]),
         "settings": settings,
     }

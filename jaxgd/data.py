@@ -77,6 +77,48 @@ def _random_labels(draws, n, cfg, teacher):
     return gaussian_inputs(draws, n, cfg), draws.normal((n,))
 
 
+def _xor(draws, n, cfg, teacher):
+    """x ~ N(0, I_d), y = sign(x_1 x_2): XOR in the first two coordinates, the rest noise."""
+    X = gaussian_inputs(draws, n, cfg)
+    return X, jnp.sign(X[:, 0] * X[:, 1])
+
+
+def _parity(draws, n, cfg, teacher):
+    """x uniform on the hypercube {-1, 1}^d, y = x_1 x_2 ... x_k (k = data.k)."""
+    X = jnp.where(gaussian_inputs(draws, n, cfg) >= 0, 1.0, -1.0)
+    return X, jnp.prod(X[:, : cfg["data.k"]], axis=1)
+
+
+def _draw_cluster_centres(draws, cfg):
+    """data.clusters centres ~ N(0, I_d) (norm about sqrt(d)), labels alternating +-1."""
+    return draws.normal((cfg["data.clusters"], cfg["data.d"]))
+
+
+def _clusters(draws, n, cfg, centres):
+    """x = a uniformly chosen centre + cluster_std * N(0, I_d); y = that cluster's label."""
+    k = centres.shape[0]
+    choice = jnp.floor(k * ndtr(draws.normal((n,)))).astype(jnp.int32).clip(0, k - 1)
+    X = centres[choice] + cfg["data.cluster_std"] * gaussian_inputs(draws, n, cfg)
+    return X, jnp.where(choice % 2 == 0, 1.0, -1.0)
+
+
+# Link functions of the single-index teacher: z^2 (phase retrieval) and the
+# probabilists' Hermite polynomials He_2 = z^2 - 1, He_3 = z^3 - 3 z.
+LINKS = {"square": lambda z: z**2, "he2": lambda z: z**2 - 1, "he3": lambda z: z**3 - 3 * z}
+
+
+def _draw_unit_teacher(draws, cfg):
+    """w* ~ N(0, I_d) rescaled to norm sqrt(d), so that w* . w* / d = 1."""
+    w = draws.normal((cfg["data.d"],))
+    return w * jnp.sqrt(cfg["data.d"]) / jnp.linalg.norm(w)
+
+
+def _single_index(draws, n, cfg, w_star):
+    """x ~ N(0, I_d), y = link(w* . x / sqrt(d)); label noise sqrt(Delta) z is data.noise."""
+    X = gaussian_inputs(draws, n, cfg)
+    return X, LINKS[cfg["data.link"]](_projection(X, w_star, cfg))
+
+
 def _sin_1d(draws, n, cfg, teacher):
     """x ~ U[-1, 1], y = sin(pi * frequency * x) (d = 1)."""
     X = uniform_inputs(draws, n, cfg)
@@ -91,12 +133,18 @@ DATASETS = {
     "two_layer_teacher": teacher_on_gaussian_inputs(_draw_two_layer_teacher, _two_layer_target),
     "random_labels": Generator(_random_labels),
     "sin_1d": Generator(_sin_1d),
+    "xor": Generator(_xor),
+    "parity": Generator(_parity),
+    "clusters": Generator(_clusters, _draw_cluster_centres),
+    "single_index": Generator(_single_index, _draw_unit_teacher),
 }
 
 # Data sets given as arrays rather than generated (see jaxgd.given).
 GIVEN = ("file", "inline")
 # Data sets whose inputs are one-dimensional.
 ONE_DIMENSIONAL = ("sin_1d",)
+# Data sets whose labels are already +-1.
+BINARY = ("xor", "parity", "clusters")
 LABELS = ("real", "sign")
 
 
@@ -107,14 +155,20 @@ def _labels(draws, y, cfg):
     return y.astype(cfg["dtype"])
 
 
-def make(cfg, draws) -> Dataset:
+def sample(cfg, draws, n, teacher):
+    """n fresh samples (X, y) of a generated data set, label noise and sign included."""
+    X, y = DATASETS[cfg["data.name"]].sample(draws, n, cfg, teacher)
+    return X.astype(cfg["dtype"]), _labels(draws, y, cfg)
+
+
+def make(cfg, draws) -> tuple[Dataset, Any]:
+    """The run's training and test sets, and its teacher (None where there is none)."""
     if cfg["data.name"] in GIVEN:
-        given = cfg["data.given"]
-        X_train, y_train, X_test, y_test = (jnp.asarray(a, cfg["dtype"]) for a in given.arrays)
-    else:
-        generator = DATASETS[cfg["data.name"]]
-        teacher = generator.draw_teacher(draws, cfg)
-        X_train, y_train = generator.sample(draws, cfg["data.n"], cfg, teacher)
-        X_test, y_test = generator.sample(draws, cfg["data.n_test"], cfg, teacher)
+        X_train, y_train, X_test, y_test = (jnp.asarray(a, cfg["dtype"]) for a in cfg["data.given"].arrays)
+        return Dataset(X_train, _labels(draws, y_train, cfg), X_test, _labels(draws, y_test, cfg)), None
+    generator = DATASETS[cfg["data.name"]]
+    teacher = generator.draw_teacher(draws, cfg)
+    X_train, y_train = generator.sample(draws, cfg["data.n"], cfg, teacher)
+    X_test, y_test = generator.sample(draws, cfg["data.n_test"], cfg, teacher)
     return Dataset(X_train.astype(cfg["dtype"]), _labels(draws, y_train, cfg),
-                   X_test.astype(cfg["dtype"]), _labels(draws, y_test, cfg))
+                   X_test.astype(cfg["dtype"]), _labels(draws, y_test, cfg)), teacher

@@ -9,6 +9,7 @@ import dataclasses
 import sys
 import time
 from functools import partial
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -18,21 +19,51 @@ from flax import struct
 from tqdm.auto import tqdm
 
 from jaxgd import data as datasets
-from jaxgd import losses, metrics, models, optim, rng
+from jaxgd import hessian, losses, metrics, models, optim, rng
 from jaxgd.plan import Config, Group, Plan, Static, logged_steps
 
-def setup(cfg, seed):
-    """The run's data set, initial parameters and mini-batch key."""
-    draws_key, batches_key = rng.run_keys(seed)
-    build = lambda draws: (datasets.make(cfg, draws), models.init(cfg, draws))
-    data, params = rng.draw(draws_key, build, cfg["dtype"])
-    return data, params, batches_key
+class RunSetup(NamedTuple):
+    data: datasets.Dataset
+    teacher: Any  # the data set's teacher (None where there is none)
+    params: dict  # initial parameters, every layer
+    batches_key: jax.Array
+    metrics_key: jax.Array
+    sharpness_start: jax.Array | None  # start of the power iteration, where sharpness is tracked
+
+
+def tracks(cfg, names) -> bool:
+    return any(name in cfg["metrics"] for name in names)
+
+
+def setup(cfg, seed) -> RunSetup:
+    """Everything random about a run, from its seed alone."""
+    draws_key, batches_key, metrics_key = rng.run_keys(seed)
+
+    def build(draws):
+        data, teacher = datasets.make(cfg, draws)
+        params = models.init(cfg, draws)
+        n_trained = sum(p.size for p in models.split_trainable(cfg, params)[0].values())
+        start = draws.normal((n_trained,)) if tracks(cfg, metrics.SHARPNESS_METRICS) else None
+        return data, teacher, params, start
+
+    data, teacher, params, start = rng.draw(draws_key, build, cfg["dtype"])
+    return RunSetup(data, teacher, params, batches_key, metrics_key, start)
+
+
+class Increases(NamedTuple):
+    """Steps at which the training loss went up."""
+
+    previous_loss: jax.Array
+    count: jax.Array
+    last_step: jax.Array  # -1 before the first
 
 
 class TrainState(struct.PyTreeNode):
     trainable: dict  # the layers gradient descent updates
     opt_state: optax.OptState
     anchor: dict | None  # the trainable layers at step measure.displacement_from (if tracked)
+    sharpness_vector: jax.Array | None  # warm start of the next power iteration (if tracked)
+    increases: Increases | None  # (if tracked)
     alive: jax.Array  # bool: not diverged
     diverged_step: jax.Array  # int32: first step whose loss was non-finite or above the bound; -1 if none
 
@@ -41,7 +72,8 @@ def train_run(static: Static, hyper: dict, seed):
     """One run: returns its metrics at every logged step ({name: (n_logs,)}; NaN from
     the divergence on) and its diverged_step (-1 if it never diverged)."""
     cfg = Config(static, hyper)
-    data, params, batches_key = setup(cfg, seed)
+    run = setup(cfg, seed)
+    data, params = run.data, run.params
     trainable, frozen = models.split_trainable(cfg, params)
     optimizer = optim.make(cfg)
 
@@ -62,22 +94,50 @@ def train_run(static: Static, hyper: dict, seed):
         at_anchor = step == cfg["measure.displacement_from"]
         return state.replace(anchor=jax.tree.map(lambda p, a: jnp.where(at_anchor, p, a), state.trainable, state.anchor))
 
+    def count_increase(state, value, step):
+        if state.increases is None:
+            return state
+        previous, count, last = state.increases
+        up = state.alive & (value > previous)
+        return state.replace(increases=Increases(value, count + up, jnp.where(up, step, last)))
+
+    def constrain(trainable):
+        if "W" not in trainable:
+            return trainable
+        return {**trainable, "W": models.constrain(cfg, trainable["W"], params["W"])}
+
     def gd_step(step, state):
         state = set_anchor(state, step)
-        X, y = optim.batch(cfg, batches_key, step, data.X_train, data.y_train)
+        X, y = optim.batch(cfg, run.batches_key, step, data, run.teacher)
         value, grads = jax.value_and_grad(loss)(state.trainable, X, y)
-        state = check_divergence(state, value, step)
+        state = count_increase(check_divergence(state, value, step), value, step)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.trainable)
         # A diverged run stays frozen where it diverged.
         keep_if_dead = lambda new, old: jnp.where(state.alive, new, old)
         return state.replace(
-            trainable=jax.tree.map(keep_if_dead, optax.apply_updates(state.trainable, updates), state.trainable),
+            trainable=jax.tree.map(keep_if_dead, constrain(optax.apply_updates(state.trainable, updates)), state.trainable),
             opt_state=jax.tree.map(keep_if_dead, opt_state, state.opt_state),
         )
 
+    def track(state):
+        """Sharpness (warm-started power iteration) and loss increases, for the metrics."""
+        tracked = {}
+        if state.sharpness_vector is not None:
+            full_loss = lambda t: loss(t, data.X_train, data.y_train)
+            top, vector = hessian.top_eigenpair(full_loss, state.trainable, state.sharpness_vector,
+                                                cfg["measure.sharpness_iterations"])
+            state = state.replace(sharpness_vector=vector)
+            tracked["sharpness"] = top
+        if state.increases is not None:
+            tracked["loss_increases"] = state.increases.count
+            tracked["last_increase_step"] = state.increases.last_step
+        return state, tracked
+
     def log(state, step):
         state = set_anchor(state, step)
-        snapshot = metrics.Snapshot({**frozen, **state.trainable}, params, state.anchor, data, step)
+        state, tracked = track(state)
+        snapshot = metrics.Snapshot({**frozen, **state.trainable}, params, state.anchor, data, run.teacher,
+                                    step, jax.random.fold_in(run.metrics_key, step), tracked)
         values = metrics.compute(cfg, snapshot)
         state = check_divergence(state, loss(state.trainable, data.X_train, data.y_train), step)
         return state, {k: jnp.where(state.alive, v, jnp.nan) for k, v in values.items()}
@@ -96,6 +156,9 @@ def train_run(static: Static, hyper: dict, seed):
         trainable=trainable,
         opt_state=optimizer.init(trainable),
         anchor=trainable if "displacement" in cfg["metrics"] else None,
+        sharpness_vector=run.sharpness_start,
+        increases=Increases(jnp.array(jnp.inf, cfg["dtype"]), jnp.array(0, jnp.int32), jnp.array(-1, jnp.int32))
+        if tracks(cfg, metrics.INCREASE_METRICS) else None,
         alive=jnp.array(True),
         diverged_step=jnp.array(-1, jnp.int32),
     )

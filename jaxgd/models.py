@@ -37,7 +37,14 @@ ACTIVATIONS = {
     "sigmoid": Activation(lambda z, cfg: jax.nn.sigmoid(z), lambda cfg: 0.25),
     "identity": Activation(lambda z, cfg: z, ONE),
     "square": Activation(lambda z, cfg: z * z, lambda cfg: jnp.inf),  # not Lipschitz on R
+    # c z + (1 - c) softplus(z), c = model.leaky_c: its slope runs between c and 1
+    "leaky_softplus": Activation(
+        lambda z, cfg: cfg["model.leaky_c"] * z + (1 - cfg["model.leaky_c"]) * jax.nn.softplus(z),
+        lambda cfg: jnp.maximum(1.0, jnp.abs(cfg["model.leaky_c"])),
+    ),
 }
+# Degree k of positive homogeneity, act(t z) = t^k act(z) for t > 0 (1 where only asymptotically so).
+HOMOGENEITY = {"square": 2}
 
 # Output multiplier c_m as a function of the width m.
 SCALINGS = {
@@ -46,7 +53,8 @@ SCALINGS = {
     "mean_field": lambda m: 1.0 / m,
 }
 
-A_INITS = ("gaussian", "pm1")
+A_INITS = ("gaussian", "pm1", "constant")
+INPUT_SCALINGS = {"none": lambda d: 1.0, "sqrt_d": lambda d: d**-0.5}
 LAYERS = ("W", "a", "b")
 
 
@@ -58,22 +66,30 @@ def output_scale(cfg) -> float:
     return SCALINGS[cfg["model.scaling"]](cfg["model.width"])
 
 
-def predict(cfg, params, X):
-    """f(X) for a batch of inputs X (n, d) -> (n,)."""
-    pre = X @ params["W"].T
+def pre_activations(cfg, params, X):
+    """w_j . x (/ sqrt(d) with model.input_scaling = "sqrt_d") + b_j, for X (n, d) -> (n, m)."""
+    pre = INPUT_SCALINGS[cfg["model.input_scaling"]](X.shape[1]) * (X @ params["W"].T)
     if "b" in params:
         pre = pre + params["b"]
-    return output_scale(cfg) * (activation(cfg, pre) @ params["a"])
+    return pre
+
+
+def predict(cfg, params, X):
+    """f(X) for a batch of inputs X (n, d) -> (n,)."""
+    return output_scale(cfg) * (activation(cfg, pre_activations(cfg, params, X)) @ params["a"])
 
 
 def init(cfg, draws):
-    """W ~ N(0, w_scale^2 / d); a ~ a_scale * N(0, 1) or a_scale * (+-1, balanced halves);
-    b ~ N(0, b_scale^2)."""
+    """W ~ N(0, w_scale^2 / d) (then constrained, see CONSTRAINTS); a ~ a_scale * N(0, 1),
+    a_scale * (+-1, balanced halves) or a_scale; b ~ N(0, b_scale^2)."""
     m, d, dtype = cfg["model.width"], cfg["data.d"], cfg["dtype"]
     z_w, z_a, z_b = draws.normal((m, d)), draws.normal((m,)), draws.normal((m,))
     if cfg["model.a_init"] == "pm1":  # first ceil(m/2) units +1, the rest -1
         z_a = jnp.where(jnp.arange(m) < (m + 1) // 2, 1.0, -1.0).astype(dtype)
-    params = {"W": cfg["model.w_scale"] / jnp.sqrt(d) * z_w, "a": cfg["model.a_scale"] * z_a}
+    elif cfg["model.a_init"] == "constant":
+        z_a = jnp.ones((m,), dtype)
+    W = cfg["model.w_scale"] / jnp.sqrt(d) * z_w
+    params = {"W": constrain(cfg, W, W), "a": cfg["model.a_scale"] * z_a}
     if cfg["model.bias"]:
         params["b"] = cfg["model.b_scale"] * z_b
     return params
@@ -94,3 +110,27 @@ def split_trainable(cfg, params):
     trainable = {k: v for k, v in params.items() if k in names}
     frozen = {k: v for k, v in params.items() if k not in names}
     return trainable, frozen
+
+
+def row_norm(cfg):
+    """The norm rows of W keep under the spherical constraint: model.row_norm, or sqrt(d) if 0."""
+    return jnp.where(cfg["model.row_norm"] > 0, cfg["model.row_norm"], jnp.sqrt(cfg["data.d"]))
+
+
+def _unit_rows(W):
+    return W / jnp.linalg.norm(W, axis=1, keepdims=True)
+
+
+# Constraints on W, applied at initialization and after every step: name -> (W, W0) -> W.
+CONSTRAINTS = {
+    "none": lambda cfg, W, W0: W,
+    # each row renormalized to norm row_norm
+    "spherical": lambda cfg, W, W0: row_norm(cfg) * _unit_rows(W),
+    # w_j = r_j v_j with the direction v_j frozen at initialization: projecting a gradient
+    # step onto v_j is exactly a gradient step on r_j
+    "norm_only": lambda cfg, W, W0: jnp.sum(W * _unit_rows(W0), axis=1, keepdims=True) * _unit_rows(W0),
+}
+
+
+def constrain(cfg, W, W0):
+    return CONSTRAINTS[cfg["model.constraint"]](cfg, W, W0)

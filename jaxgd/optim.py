@@ -4,9 +4,14 @@ step-size axes are vmapped, not recompiled."""
 
 from __future__ import annotations
 
+from typing import Callable, NamedTuple
+
 import jax
 import jax.numpy as jnp
 import optax
+
+from jaxgd import data as datasets
+from jaxgd import rng
 
 
 def _after_start(cfg, t):
@@ -45,18 +50,6 @@ def descent(cfg) -> optax.GradientTransformation:
     return optax.chain(scale_layers(cfg), optax.scale_by_learning_rate(lambda t: step_size(cfg, t)))
 
 
-# One entry per optimizer: (transformation, sees a mini-batch?)
-OPTIMIZERS = {
-    "gd": descent,  # full batch
-    "sgd": descent,  # mini-batches of optimizer.batch_size
-}
-MINIBATCH = ("sgd",)
-
-
-def make(cfg) -> optax.GradientTransformation:
-    return OPTIMIZERS[cfg["optimizer.name"]](cfg)
-
-
 def _with_replacement(key, step, n, batch_size):
     return jax.random.randint(jax.random.fold_in(key, step), (batch_size,), 0, n)
 
@@ -72,10 +65,43 @@ def _shuffled_epochs(key, step, n, batch_size):
 SAMPLINGS = {"replacement": _with_replacement, "epochs": _shuffled_epochs}
 
 
-def batch(cfg, key, step, X, y):
-    """The training samples update `step` sees: all of them for full-batch methods,
-    else a mini-batch drawn from the run's own batch key and the step number."""
-    if cfg["optimizer.name"] not in MINIBATCH:
-        return X, y
-    idx = SAMPLINGS[cfg["optimizer.sampling"]](key, step, X.shape[0], cfg["optimizer.batch_size"])
-    return X[idx], y[idx]
+def full_batch(cfg, key, step, data, teacher):
+    return data.X_train, data.y_train
+
+
+def mini_batch(cfg, key, step, data, teacher):
+    """optimizer.batch_size training samples, by optimizer.sampling."""
+    idx = SAMPLINGS[cfg["optimizer.sampling"]](key, step, data.X_train.shape[0], cfg["optimizer.batch_size"])
+    return data.X_train[idx], data.y_train[idx]
+
+
+def fresh_batch(cfg, key, step, data, teacher):
+    """optimizer.batch_size new samples from the data set's generator (online SGD): no
+    training set is read."""
+    build = lambda draws: datasets.sample(cfg, draws, cfg["optimizer.batch_size"], teacher)
+    return rng.draw(jax.random.fold_in(key, step), build, cfg["dtype"])
+
+
+class Optimizer(NamedTuple):
+    transformation: Callable[..., optax.GradientTransformation]  # (cfg) -> optax transformation
+    batch: Callable  # (cfg, key, step, data, teacher) -> (X, y) the update at `step` sees
+
+
+# One entry per optimizer. Batches come from the run's own key and the step number, so a
+# run is the same alone or in a grid.
+OPTIMIZERS = {
+    "gd": Optimizer(descent, full_batch),
+    "sgd": Optimizer(descent, mini_batch),
+    "online_sgd": Optimizer(descent, fresh_batch),
+}
+MINIBATCH = ("sgd",)
+ONLINE = ("online_sgd",)
+
+
+def make(cfg) -> optax.GradientTransformation:
+    return OPTIMIZERS[cfg["optimizer.name"]].transformation(cfg)
+
+
+def batch(cfg, key, step, data, teacher):
+    """The samples update `step` sees."""
+    return OPTIMIZERS[cfg["optimizer.name"]].batch(cfg, key, step, data, teacher)

@@ -65,12 +65,14 @@ def _axis(ax_setter, ticks_setter, values):
 
 
 def phase_diagram(summary: pd.DataFrame, x: str, y: str, value: str, reduce: str = "median",
-                  *, log_color: bool | None = None, title: str | None = None) -> Figure:
+                  *, log_color: bool | None = None, select: dict | None = None, title: str | None = None) -> Figure:
     """Heatmap of `value` over the swept settings `x` and `y`, reduced over seeds and any
     other swept setting with `reduce` (median, mean, min, max). The value is reduced over
     the runs that did not diverge; cells where at least half the runs diverged are drawn
-    in red. Log-spaced axes are drawn on a log scale."""
+    in red. Log-spaced axes are drawn on a log scale. `select` ({column: value}) keeps
+    only the matching runs."""
     _check_columns(summary, x=x, y=y, value=value)
+    summary = _select(summary, select)
     if reduce not in ("median", "mean", "min", "max"):
         raise ValueError(f"reduce: got {reduce!r}; expected one of median, mean, min, max")
     about_divergence = value in ("diverged", "diverged_step") or "diverged" not in summary
@@ -101,15 +103,17 @@ def phase_diagram(summary: pd.DataFrame, x: str, y: str, value: str, reduce: str
                   loc="upper center", bbox_to_anchor=(0.5, -0.12), frameon=False)
     ax.set_xlabel(x)
     ax.set_ylabel(y)
-    ax.set_title(title or f"{value} over {x} and {y}")
+    where = ", ".join(f"{k} = {v}" for k, v in (select or {}).items())
+    ax.set_title(title or f"{value} over {x} and {y}" + (f" ({where})" if where else ""))
     return fig
 
 
 def curves(history: pd.DataFrame, metric: str, hue: str | None = None, *, logy: bool = True,
-           select: dict | None = None, title: str | None = None) -> Figure:
-    """`metric` against step: the median over seeds (and any other swept setting), one
-    line per value of `hue`, over the rows matching `select` ({column: value})."""
-    _check_columns(history, metric=metric, hue=hue)
+           select: dict | None = None, x: str = "step", title: str | None = None) -> Figure:
+    """`metric` against `x` (the step, or another logged metric such as online_time): the
+    median over seeds (and any other swept setting), one line per value of `hue`, over
+    the rows matching `select` ({column: value})."""
+    _check_columns(history, metric=metric, hue=hue, x=x)
     history = _select(history, select)
     fig = Figure(figsize=(7, 4.5), layout="constrained")
     ax = fig.add_subplot()
@@ -121,18 +125,20 @@ def curves(history: pd.DataFrame, metric: str, hue: str | None = None, *, logy: 
     cmap = matplotlib.colormaps["viridis"]
     for i, (value, rows) in enumerate(groups):
         median = rows.groupby("step")[metric].median()
+        if x != "step":  # median x at each step, e.g. the online time
+            median.index = rows.groupby("step")[x].median().to_numpy()
         color = cmap(norm(value)) if numeric_hue else cmap(i / max(len(groups) - 1, 1))
         ax.plot(median.index, median.to_numpy(), color=color, label=None if hue is None else f"{hue} = {value}")
     if logy:
         ax.set_yscale("log")
-    ax.set_xlabel("step")
+    ax.set_xlabel(x)
     ax.set_ylabel(f"median {metric}")
     if numeric_hue and len(groups) > 6:  # many lines: a colour bar reads better than a legend
         fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, label=hue)
     elif hue:
         ax.legend(fontsize="small")
     where = ", ".join(f"{k} = {v}" for k, v in (select or {}).items())
-    ax.set_title(title or f"{metric} against step" + (f" by {hue}" if hue else "") + (f" ({where})" if where else ""))
+    ax.set_title(title or f"{metric} against {x}" + (f" by {hue}" if hue else "") + (f" ({where})" if where else ""))
     return fig
 
 
@@ -182,11 +188,11 @@ def save_figures(results, plot_spec: dict, out) -> list[Path]:
     out = Path(out)
     paths = []
     for p in plot_spec.get("phase_diagram", []):
-        fig = phase_diagram(results.summary, p["x"], p["y"], p["value"], p["reduce"])
+        fig = phase_diagram(results.summary, p["x"], p["y"], p["value"], p["reduce"], select=p["select"])
         paths.append(out / p["file"])
         fig.savefig(paths[-1], dpi=120)
     for c in plot_spec.get("curves", []):
-        fig = curves(results.history, c["metric"], c["hue"], logy=c["logy"], select=c["select"])
+        fig = curves(results.history, c["metric"], c["hue"], logy=c["logy"], select=c["select"], x=c["x"])
         paths.append(out / c["file"])
         fig.savefig(paths[-1], dpi=120)
     for entry in plot_spec.get("lines", []):

@@ -31,11 +31,12 @@ class Draws:
         return self.values[start : start + size].reshape(shape)
 
 
-def run_keys(seed) -> tuple[jax.Array, jax.Array]:
-    """(draws key, batches key) of a run: the first feeds `draw`, the second picks
-    mini-batches step by step."""
-    keys = jax.random.split(jax.random.fold_in(jax.random.key(0), seed))
-    return keys[0], keys[1]
+def run_keys(seed) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """(draws, batches, metrics) keys of a run: the first feeds `draw`, the second picks
+    batches step by step, the third feeds Monte Carlo metrics. (Splits are prefix-stable:
+    adding a key changes none of the others.)"""
+    draws, batches, metrics = jax.random.split(jax.random.fold_in(jax.random.key(0), seed), 3)
+    return draws, batches, metrics
 
 
 def draw(key, build, dtype):

@@ -76,6 +76,10 @@ SCHEMA: dict[str, Setting] = {
     "data.teacher_width": _int(4, "hidden units of two_layer_teacher"),
     "data.teacher_activation": _choice("relu", models.ACTIVATIONS, "activation of two_layer_teacher"),
     "data.frequency": _float(1.0, "sin_1d: y = sin(pi * frequency * x)", minimum=None),
+    "data.k": _int(2, "parity: y = x_1 ... x_k"),
+    "data.clusters": _int(4, "clusters: number of clusters (labels alternate +-1)", minimum=2),
+    "data.cluster_std": _float(0.1, "clusters: standard deviation around each centre"),
+    "data.link": _choice("square", data.LINKS, "single_index: y = link(w* . x / sqrt(d)) + noise"),
     "data.path": _path("data.name = 'file': an .npz (X_train, y_train, X_test, y_test) or a training CSV (last column the label)"),
     "data.test_path": _path("data.name = 'file' with a CSV: the test CSV"),
     "model.width": _int(128, "hidden units m"),
@@ -90,6 +94,10 @@ SCHEMA: dict[str, Setting] = {
     "model.a_scale": _float(1.0, "scale of a at initialization"),
     "model.b_scale": _float(0.0, "b ~ N(0, b_scale^2)"),
     "model.leaky_slope": _float(0.01, "negative slope of leaky_relu", minimum=None),
+    "model.leaky_c": _float(0.5, "leaky_softplus: c z + (1 - c) softplus(z)", minimum=None),
+    "model.input_scaling": _choice("none", models.INPUT_SCALINGS, "pre-activation w . x, or w . x / sqrt(d)"),
+    "model.constraint": _choice("none", models.CONSTRAINTS, "constraint on W after every step"),
+    "model.row_norm": _float(0.0, "spherical: the norm of each row of W (0: sqrt(d))"),
     "optimizer.name": _choice("gd", optim.OPTIMIZERS, "optimizer"),
     "optimizer.lr": _float(0.1, "step size", positive=True),
     "optimizer.schedule": _choice("constant", optim.SCHEDULES, "step-size schedule"),
@@ -109,6 +117,12 @@ SCHEMA: dict[str, Setting] = {
     "measure.displacement_from": _float(0.0, "t0 of the displacement metric ||theta_t - theta_t0||"),
     "measure.fd_points": _int(1024, "grid points of lipschitz_fd", minimum=2),
     "measure.ntk_steps": _steps_list("logged steps at which ntk_min_eig is computed (empty: all)"),
+    "measure.margin_degree": _float(0.0, "k of the margin min_i y_i f(x_i) / ||theta||^k (0: f's homogeneity degree)"),
+    "measure.sharpness_iterations": _int(20, "power iterations per logged step for sharpness"),
+    "measure.mc_samples": _int(4096, "fresh samples of population_risk"),
+    "measure.escape_metric": _choice("", ("",) + tuple(metrics.METRICS), "metric whose first crossing below the threshold is the summary column escape_step", sweepable=False),
+    "measure.escape_threshold": Setting(0.5, float, "escape threshold", minimum=None, sweepable=False),
+    "measure.escape_relative": Setting(True, bool, "the threshold is relative to the metric's value at step 0", sweepable=False),
     "summary_steps": _steps_list("logged steps whose metrics get summary columns <metric>_at_<step>"),
     "engine.divergence_bound": _float(1e8, "a run whose training loss exceeds this (or is not finite) is frozen as diverged", positive=True),
     "engine.memory_budget_mb": _int(0, "MiB for one chunk of runs (0: half the accelerator's memory, or up to 2 GiB of RAM)", minimum=0, sweepable=False),
@@ -120,8 +134,8 @@ TABLES = ("data", "model", "optimizer", "loss", "measure", "engine", "plot")
 TOP_LEVEL = ("name", "seeds", "steps", "log_every", "dtype", "metrics", "summary_steps") + TABLES
 SWEEP_FORMS = ("linspace", "logspace", "geomspace")
 REDUCERS = ("median", "mean", "min", "max")
-PHASE_KEYS = {"x": None, "y": None, "value": None, "reduce": "median", "file": None}
-CURVE_KEYS = {"metric": None, "hue": None, "logy": True, "select": None, "file": None}
+PHASE_KEYS = {"x": None, "y": None, "value": None, "reduce": "median", "select": None, "file": None}
+CURVE_KEYS = {"metric": None, "hue": None, "logy": True, "select": None, "x": "step", "file": None}
 LINE_KEYS = {"x": None, "y": None, "hue": None, "reduce": "median", "logy": True, "select": None, "file": None}
 PLOT_KINDS = ("phase_diagram", "curves", "lines")
 DEFAULT_METRICS = ("train_loss", "test_loss")
@@ -339,6 +353,28 @@ def _check_combinations(settings, metric_names):
         batch, n = max(_values(settings, "optimizer.batch_size")), min(_values(settings, "data.n"))
         if batch > n:
             raise SpecError(f"optimizer.batch_size: got {batch}; expected at most data.n = {n}")
+    names = _values(settings, "data.name")
+    generated = [n for n in names if n not in data.GIVEN]
+    if "parity" in names and max(_values(settings, "data.k")) > min(_values(settings, "data.d")):
+        raise SpecError(f"data.k: got {settings['data.k']!r}; parity needs k <= data.d = {settings['data.d']!r}")
+    if "xor" in names and min(_values(settings, "data.d")) < 2:
+        raise SpecError(f"data.d: got {settings['data.d']!r}; xor needs data.d >= 2")
+    if set(_values(settings, "optimizer.name")) & set(optim.ONLINE) and len(generated) < len(names):
+        raise SpecError("optimizer.name: online_sgd draws fresh samples and needs a generated data set, not given data")
+    for name in metric_names:
+        if name in metrics.GENERATOR_METRICS and len(generated) < len(names):
+            raise SpecError(f"metrics: '{name}' draws fresh samples and needs a generated data set, not given data")
+        if name in metrics.TEACHER_DIRECTION_METRICS and not set(names) <= set(metrics.TEACHER_DIRECTION_DATA):
+            raise SpecError(f"metrics: '{name}' needs a teacher direction w*: data.name one of {', '.join(metrics.TEACHER_DIRECTION_DATA)}")
+    if "committee_risk" in metric_names and (
+        _values(settings, "model.activation") != ["square"] or _values(settings, "data.name") != ["single_index"]
+        or _values(settings, "data.link") != ["square"] or True in _values(settings, "model.bias")
+        or _values(settings, "model.input_scaling") != ["sqrt_d"]
+    ):
+        raise SpecError("metrics: 'committee_risk' is the closed form for model.activation = 'square', model.input_scaling = 'sqrt_d', "
+                        "no bias, on data.name = 'single_index' with data.link = 'square'; use population_risk otherwise")
+    if settings["measure.escape_metric"] and settings["measure.escape_metric"] not in metric_names:
+        raise SpecError(f"measure.escape_metric: got {settings['measure.escape_metric']!r}; it must be one of the spec's metrics: {', '.join(metric_names)}")
     logged = set(int(t) for t in np.unique(np.append(np.arange(0, settings["steps"] + 1, settings["log_every"]), settings["steps"])))
     for key in ("measure.ntk_steps", "summary_steps"):
         unlogged = [t for t in settings[key] if t not in logged]
@@ -412,7 +448,7 @@ def _resolve_plot(raw, spec_columns: dict[str, str], metric_names, summary_steps
     by_column = {**{c: c for c in spec_columns.values()}, **spec_columns, "seed": "seed"}
     summary_columns = ["diverged", "diverged_step"] + [
         f"{s}_{m}" for m in metric_names for s in ("final", "min", "max")
-    ] + [f"{m}_at_{t}" for m in metric_names for t in summary_steps]
+    ] + [f"{m}_at_{t}" for m in metric_names for t in summary_steps] + ["escape_step"]
 
     def entries(kind, allowed):
         items = raw.get(kind, [])
@@ -439,29 +475,36 @@ def _resolve_plot(raw, spec_columns: dict[str, str], metric_names, summary_steps
             )
         return by_column[value]
 
+    def check_select(kind, entry):
+        chosen = entry["select"] or {}
+        if not isinstance(chosen, dict):
+            raise SpecError(f"plot.{kind}.select: got {chosen!r}; expected a table {{setting = value}}")
+        entry["select"] = {axis(kind, "select", k): v for k, v in chosen.items()} or None
+
+    def check_lines(kind, entry):
+        """select, hue and logy of curves and lines."""
+        check_select(kind, entry)
+        if not isinstance(entry["logy"], bool):
+            raise SpecError(f"plot.{kind}.logy: got {entry['logy']!r}; expected true or false")
+        if entry["hue"] is not None:
+            entry["hue"] = axis(kind, "hue", entry["hue"])
+
     phases = entries("phase_diagram", PHASE_KEYS)
     for p in phases:
+        check_select("phase_diagram", p)
         p["x"], p["y"] = axis("phase_diagram", "x", p["x"]), axis("phase_diagram", "y", p["y"])
         if p["value"] not in summary_columns:
             raise SpecError(f"plot.phase_diagram.value: got {p['value']!r}{_nearest(p['value'], summary_columns)}; expected a summary column: {', '.join(summary_columns)}")
         if p["reduce"] not in REDUCERS:
             raise SpecError(f"plot.phase_diagram.reduce: got {p['reduce']!r}; expected one of {', '.join(REDUCERS)}")
         p["file"] = p["file"] or f"phase_{p['value']}_{p['x']}_{p['y']}.png"
-    def select(kind, entry):
-        chosen = entry["select"] or {}
-        if not isinstance(chosen, dict):
-            raise SpecError(f"plot.{kind}.select: got {chosen!r}; expected a table {{setting = value}}")
-        entry["select"] = {axis(kind, "select", k): v for k, v in chosen.items()} or None
-        if not isinstance(entry["logy"], bool):
-            raise SpecError(f"plot.{kind}.logy: got {entry['logy']!r}; expected true or false")
-        if entry["hue"] is not None:
-            entry["hue"] = axis(kind, "hue", entry["hue"])
-
     curves = entries("curves", CURVE_KEYS)
     for c in curves:
         if c["metric"] not in metric_names:
             raise SpecError(f"plot.curves.metric: got {c['metric']!r}; expected one of the spec's metrics: {', '.join(metric_names)}")
-        select("curves", c)
+        check_lines("curves", c)
+        if c["x"] != "step" and c["x"] not in metric_names:
+            raise SpecError(f"plot.curves.x: got {c['x']!r}; expected 'step' or one of the spec's metrics: {', '.join(metric_names)}")
         c["file"] = c["file"] or f"curves_{c['metric']}.png"
     line_plots = entries("lines", LINE_KEYS)
     for entry in line_plots:
@@ -472,7 +515,7 @@ def _resolve_plot(raw, spec_columns: dict[str, str], metric_names, summary_steps
                 raise SpecError(f"plot.lines.y: got {column!r}{_nearest(str(column), summary_columns)}; expected summary columns: {', '.join(summary_columns)}")
         if entry["reduce"] not in REDUCERS:
             raise SpecError(f"plot.lines.reduce: got {entry['reduce']!r}; expected one of {', '.join(REDUCERS)}")
-        select("lines", entry)
+        check_lines("lines", entry)
         entry["file"] = entry["file"] or f"lines_{'_'.join(entry['y'])}_{entry['x']}.png"
     return {"phase_diagram": phases, "curves": curves, "lines": line_plots}
 

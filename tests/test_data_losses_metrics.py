@@ -36,19 +36,36 @@ def test_relu_and_two_layer_teachers_and_sign_labels():
 
 
 def test_every_registry_entry_runs():
-    """Every generated data set, loss and metric runs inside the engine."""
-    regression = [m for m in metrics.METRICS
-                  if m not in metrics.ONE_DIMENSIONAL_METRICS + metrics.CLASSIFICATION_METRICS]
-    sweeps = [
-        dict(data={"name": [n for n in data.DATASETS if n not in data.ONE_DIMENSIONAL]},
-             model={"activation": "gelu", "bias": True}, metrics=regression),
-        dict(data={"labels": "sign"}, loss={"name": ["logistic", "huber"]},
-             model={"activation": "leaky_relu"}, metrics=regression + list(metrics.CLASSIFICATION_METRICS)),
-        dict(data={"name": list(data.ONE_DIMENSIONAL), "d": 1}, metrics=regression + list(metrics.ONE_DIMENSIONAL_METRICS)),
+    """Every generated data set, loss, optimizer and metric runs inside the engine."""
+    special = (metrics.ONE_DIMENSIONAL_METRICS + metrics.CLASSIFICATION_METRICS
+               + metrics.TEACHER_DIRECTION_METRICS)
+    costly = ("ntk_min_eig", "sharpness", "lr_sharpness", "lipschitz_lower")  # compiled once, in the first sweep
+    everything = [m for m in metrics.METRICS if m not in special]
+    common = [m for m in everything if m not in costly]
+    teacher_data = list(metrics.TEACHER_DIRECTION_DATA)
+    sweeps = [  # 12 compiled programs in all
+        dict(data={"name": teacher_data}, model={"activation": "gelu", "bias": True},
+             metrics=everything + ["overlap_max", "overlap_mean"]),
+        dict(data={"name": ["two_layer_teacher", "random_labels"]}, optimizer={"name": "sgd", "batch_size": 4},
+             model={"constraint": "spherical"}, metrics=common),
+        dict(data={"name": list(data.BINARY), "labels": "sign", "d": 3}, loss={"name": "logistic"},
+             model={"activation": "leaky_softplus", "constraint": "norm_only"}, metrics=common + list(metrics.CLASSIFICATION_METRICS)),
+        dict(data={"name": list(data.ONE_DIMENSIONAL), "d": 1}, loss={"name": "huber"},
+             metrics=common + list(metrics.ONE_DIMENSIONAL_METRICS)),
+        dict(data={"name": "single_index", "link": ["he2", "he3"]}, metrics=common + ["overlap_max"]),
+        dict(data={"name": "single_index"}, optimizer={"name": "online_sgd", "batch_size": 2},
+             metrics=common + ["committee_risk"],
+             model={"activation": "square", "input_scaling": "sqrt_d", "a_init": "constant", "scaling": "mean_field"}),
     ]
+    covered = set()
     for changes in sweeps:
-        results = jaxgd.run(make_spec(steps=10, log_every=5, optimizer={"lr": 0.05}, **changes), progress=False)
+        spec = make_spec(steps=10, log_every=5, optimizer={"lr": 0.05, **changes.pop("optimizer", {})}, **changes)
+        results = jaxgd.run(spec, progress=False)
         assert results.summary.filter(like="final_").notna().all().all(), changes
+        settings = jaxgd.load_spec(spec).settings
+        covered |= set(results.spec["metrics"]) | set(np.atleast_1d(settings["data.name"])) | set(np.atleast_1d(settings["loss.name"]))
+        covered |= set(np.atleast_1d(settings["optimizer.name"]))
+    assert set(metrics.METRICS) | set(data.DATASETS) | set(losses.LOSSES) <= covered | {"mse"}
 
 
 def test_norm_and_error_metrics():

@@ -18,14 +18,16 @@ EXPECTED = {
     "sigmoid": 1 / (1 + np.exp(-Z)),
     "identity": Z,
     "square": Z**2,
+    "leaky_softplus": 0.3 * Z + 0.7 * np.log1p(np.exp(Z)),
 }
 
 
 def config(**settings):
     base = {"model.width": 6, "data.d": 3, "model.activation": "relu", "model.scaling": "ntk", "model.bias": True,
             "model.a_init": "gaussian", "model.train_W": True, "model.train_a": True, "model.train_b": True,
-            "dtype": np.dtype("float32")}
-    hyper = {"model.w_scale": 1.0, "model.a_scale": 1.0, "model.b_scale": 0.5, "model.leaky_slope": 0.1}
+            "model.input_scaling": "none", "model.constraint": "none", "dtype": np.dtype("float32")}
+    hyper = {"model.w_scale": 1.0, "model.a_scale": 1.0, "model.b_scale": 0.5, "model.leaky_slope": 0.1,
+             "model.leaky_c": 0.3, "model.row_norm": 0.0}
     for key, value in settings.items():
         (hyper if key in hyper else base)[key] = value
     return Config(Static(tuple(sorted(base.items()))), hyper)

@@ -53,6 +53,15 @@ BAD_SPECS = [
     (dict(measure={"ntk_steps": [1.5]}), ["measure.ntk_steps", "list of step numbers"]),
     (dict(optimizer={"sampling": "stratified"}), ["optimizer.sampling", "replacement", "epochs"]),
     (dict(data={"name": "file"}), ["data.path", "needs data.path"]),
+    (dict(data={"name": "parity", "k": 4}), ["data.k", "k <= data.d = 3"]),
+    (dict(data={"name": "xor", "d": 1}), ["data.d", "xor needs data.d >= 2"]),
+    (dict(metrics=["overlap_max"], data={"name": "two_layer_teacher"}), ["overlap_max", "teacher direction", "single_index"]),
+    (dict(metrics=["committee_risk"], data={"name": "single_index"}), ["committee_risk", "square", "population_risk"]),
+    (dict(measure={"escape_metric": "test_loss"}, metrics=["train_loss"]), ["measure.escape_metric", "'test_loss'", "train_loss"]),
+    (dict(measure={"escape_metric": "nope"}), ["measure.escape_metric", "'nope'"]),
+    (dict(model={"constraint": "sphere"}), ["model.constraint", "'sphere'", "spherical", "norm_only"]),
+    (dict(optimizer={"name": "online_sgd"}, data={"name": "inline", "n": 1, "n_test": 1, "d": 1, "X_train": [[1.0]], "y_train": [1.0], "X_test": [[1.0]], "y_test": [1.0]}),
+     ["online_sgd", "generated data set"]),
 ]
 
 

@@ -1,0 +1,100 @@
+"""Sharpness, the committee's closed-form risk, constraints, margin and rotation."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxgd
+
+from conftest import make_spec
+
+
+def test_sharpness_matches_the_dense_hessian():
+    spec = make_spec(seeds=2, steps=1, log_every=1, dtype="float64", metrics=["sharpness", "lr_sharpness"],
+                     model={"width": 5, "activation": "tanh", "bias": True, "b_scale": 0.5},
+                     optimizer={"lr": 0.3}, measure={"sharpness_iterations": 100})
+    history = jaxgd.run(spec, progress=False).history
+    for run_id in (0, 1):
+        run = jaxgd.materialize(spec, run_id)
+        X, y = run["X_train"], run["y_train"]
+
+        def loss(flat):
+            W, a, b = flat[:15].reshape(5, 3), flat[15:20], flat[20:]
+            f = jnp.tanh(X @ W.T + b) @ a / jnp.sqrt(5.0)
+            return jnp.mean(0.5 * (f - y) ** 2)
+
+        with jax.enable_x64(True):
+            p = run["params"]
+            flat = jnp.concatenate([p["W"].ravel(), p["a"], p["b"]])
+            eigenvalues = np.linalg.eigvalsh(np.asarray(jax.hessian(loss)(flat)))
+        top = eigenvalues[np.argmax(np.abs(eigenvalues))]
+        row = history[(history.run_id == run_id) & (history.step == 0)].iloc[0]
+        assert row.sharpness == pytest.approx(top, rel=0.01)
+        assert row.lr_sharpness == pytest.approx(0.3 * row.sharpness)
+
+
+PHASE_RETRIEVAL = dict(
+    data={"name": "single_index", "d": 20, "link": "square", "n": 1, "n_test": 1, "noise": 0.3},
+    model={"width": 3, "activation": "square", "scaling": "mean_field", "a_init": "constant",
+           "train_a": False, "input_scaling": "sqrt_d", "constraint": "spherical"},
+)
+
+
+def test_committee_risk_matches_monte_carlo():
+    """The closed form agrees, within 3 standard errors, with an independent NumPy Monte
+    Carlo estimate and with the engine's own population_risk."""
+    samples = 50000
+    spec = make_spec(seeds=2, steps=1, log_every=1, dtype="float64", metrics=["committee_risk", "population_risk"],
+                     measure={"mc_samples": samples}, **PHASE_RETRIEVAL)
+    logged = jaxgd.run(spec, progress=False).history.query("step == 0").set_index("run_id")
+    generator = np.random.default_rng(0)
+    for run_id in (0, 1):
+        run = jaxgd.materialize(spec, run_id)
+        W, w_star = run["params"]["W"], run["teacher"]
+        X = generator.normal(size=(samples, 20))
+        f = ((X @ W.T / np.sqrt(20)) ** 2).mean(axis=1)
+        y = (X @ w_star / np.sqrt(20)) ** 2 + 0.3 * generator.normal(size=samples)
+        losses = 0.5 * (f - y) ** 2
+        standard_error = losses.std() / np.sqrt(samples)
+        closed = logged.loc[run_id, "committee_risk"]
+        assert abs(closed - losses.mean()) <= 3 * standard_error
+        assert abs(closed - logged.loc[run_id, "population_risk"]) <= 3 * standard_error
+
+
+def test_plateau_value_of_the_closed_form():
+    """At initialization (M ~ 0, Q ~ I for d large) the risk is 1 + 1/p + Delta/2."""
+    spec = make_spec(seeds=3, steps=1, log_every=1, metrics=["committee_risk", "q_diag_mean", "overlap_max"],
+                     **{**PHASE_RETRIEVAL, "data": {**PHASE_RETRIEVAL["data"], "d": 2000, "noise": 0.0}})
+    row = jaxgd.run(spec, progress=False).history.query("step == 0")
+    np.testing.assert_allclose(row.q_diag_mean, 1.0, rtol=1e-5)  # spherical: |w_j|^2 = d
+    np.testing.assert_allclose(row.committee_risk, 1 + 1 / 3, rtol=0.01)
+    assert (row.overlap_max < 0.1).all()
+
+
+@pytest.mark.parametrize("constraint", ["spherical", "norm_only"])
+def test_constraints_hold_after_every_step(constraint):
+    spec = make_spec(seeds=2, steps=30, log_every=1, dtype="float64",
+                     metrics=["train_loss", "row_norm_min", "row_norm_max", "rotation"],
+                     data={"d": 4}, model={"constraint": constraint, "row_norm": 3.0}, optimizer={"lr": 0.05})
+    history = jaxgd.run(spec, progress=False).history
+    if constraint == "spherical":
+        np.testing.assert_allclose(history.row_norm_min, 3.0, rtol=1e-6)
+        np.testing.assert_allclose(history.row_norm_max, 3.0, rtol=1e-6)
+        assert history.rotation.iloc[-1] < 1 - 1e-4  # directions do move
+    else:
+        np.testing.assert_allclose(history.rotation, 1.0, atol=1e-6)  # directions frozen
+        assert history.row_norm_max.nunique() > 1  # norms do move
+        assert history.train_loss.iloc[-1] < history.train_loss.iloc[0]
+
+
+def test_margin_and_rotation_formulas():
+    spec = make_spec(seeds=1, steps=1, log_every=1, dtype="float64", metrics=["margin", "rotation", "movement_sqrt_m"],
+                     data={"labels": "sign"}, loss={"name": "logistic"},
+                     model={"activation": "relu", "a_init": "pm1", "train_a": False})
+    row = jaxgd.run(spec, progress=False).history.iloc[0]
+    run = jaxgd.materialize(spec, 0)
+    W, a = run["params"]["W"], run["params"]["a"]
+    f = np.maximum(run["X_train"] @ W.T, 0) @ a / np.sqrt(8)
+    assert row.margin == pytest.approx(np.min(run["y_train"] * f) / np.linalg.norm(W), rel=1e-9)  # k = 1: W only, relu
+    assert row.rotation == pytest.approx(1.0) and row.movement_sqrt_m == 0
