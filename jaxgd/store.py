@@ -167,12 +167,12 @@ class Store:
         for name, entries in sorted(self.manifest().items()):
             path = self.parts / name
             if not path.is_file():
-                damaged[name] = "missing"
+                damaged[name] = "the file is missing"
                 continue
             data = path.read_bytes()
             digest = hashlib.sha256(data).hexdigest()
             if not any(e.get("sha256") == digest and e.get("bytes") == len(data) for e in entries):
-                damaged[name] = "its bytes do not match the manifest (truncated or damaged)"
+                damaged[name] = "truncated or damaged: its sha256 is not the one in the manifest"
                 continue
             try:
                 part = _read_part(name, data)
@@ -185,10 +185,10 @@ class Store:
                     and k > 0 and part.run_ids.min() >= 0 and part.run_ids.max() < plan.n_runs
                 )
             except Exception as err:  # noqa: BLE001 - any unreadable part is redone
-                damaged[name] = f"unreadable ({type(err).__name__})"
+                damaged[name] = f"unreadable: {type(err).__name__}"
                 continue
             if not ok:
-                damaged[name] = "does not fit this sweep (steps, metrics or runs)"
+                damaged[name] = "its steps, metrics or runs do not fit this sweep"
                 continue
             parts.append(part)
             finished[part.run_ids] = True
@@ -230,7 +230,7 @@ class Store:
 
 def report_damaged(scan: Scan, file=sys.stderr) -> None:
     for name, why in sorted(scan.damaged.items()):
-        print(f"jaxgd: part {name} is damaged ({why}); its runs will be run again", file=file)
+        print(f"jaxgd: part {name} is damaged, {why}; its runs will be run again", file=file)
 
 
 @dataclasses.dataclass
