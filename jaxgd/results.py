@@ -100,6 +100,8 @@ class Results:
 
     def closing_line(self) -> str:
         s = self.stats
+        if "wall_s" not in s:  # assembled by `jaxgd collect` from parts run elsewhere
+            return f"jaxgd: {s['runs']:,} runs x {s['steps']:,} steps, collected from {s.get('parts', '?')} parts"
         index, count = s.get("process", [0, 1])
         who = f"jaxgd [process {index + 1}/{count}]" if count > 1 else "jaxgd"
         done, before = s.get("runs_done", s["runs"]), s.get("runs_before", 0)

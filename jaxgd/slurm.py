@@ -3,7 +3,8 @@ i of N of the sweep's chunks (the same split `jax.distributed` processes use, co
 by each task from the spec alone), skipping what the folder already holds, and writes
 its parts into the shared `--out` folder. `jaxgd collect DIR` (or `--slurm-wait`)
 assembles them; submitting again, or `jaxgd run --resume`, finishes whatever a failed
-or preempted task left."""
+or preempted task left (a preempted or timed-out task is also requeued by submitit
+and goes on where it stopped)."""
 
 from __future__ import annotations
 
@@ -36,6 +37,20 @@ def run_task(out: str, index: int, count: int, compile_cache_dir: str | None = N
     return stats
 
 
+class Task:
+    """`run_task` as a submitit checkpointable callable: a task that Slurm preempts or
+    times out is requeued with the same arguments, and since a task skips the runs
+    already saved, it goes on where it stopped."""
+
+    def __call__(self, out: str, index: int, count: int, compile_cache_dir: str | None = None) -> dict:
+        return run_task(out, index, count, compile_cache_dir)
+
+    def checkpoint(self, *args, **kwargs):
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(self, *args, **kwargs)
+
+
 def submit(spec, out, tasks: int, *, overrides=None, parameters: dict | None = None, cluster: str = "slurm",
            compile_cache_dir: str | None = None):
     """Submit the sweep `spec` into `out` as a job array of `tasks` tasks and return
@@ -56,4 +71,4 @@ def submit(spec, out, tasks: int, *, overrides=None, parameters: dict | None = N
     executor = submitit.AutoExecutor(folder=store.out / "slurm" / "%j", cluster=cluster)
     executor.update_parameters(name=f"jaxgd-{resolved.name}", **(parameters or {}))
     out_dir = str(store.out.resolve())
-    return executor.map_array(run_task, [out_dir] * tasks, range(tasks), [tasks] * tasks, [compile_cache_dir] * tasks)
+    return executor.map_array(Task(), [out_dir] * tasks, range(tasks), [tasks] * tasks, [compile_cache_dir] * tasks)

@@ -83,10 +83,13 @@ def spec_differences(old: specs.Spec, new: specs.Spec) -> list[str]:
 
 @dataclasses.dataclass
 class Part:
+    """One saved chunk: its runs, their divergence steps and metrics (run, logged step)."""
+
     name: str
     run_ids: np.ndarray
     diverged_step: np.ndarray
     history: dict[str, np.ndarray]
+    steps: np.ndarray  # the logged steps
 
 
 @dataclasses.dataclass
@@ -233,14 +236,9 @@ def report_damaged(scan: Scan, file=sys.stderr) -> None:
         print(f"jaxgd: part {name} is damaged, {why}; its runs will be run again", file=file)
 
 
-@dataclasses.dataclass
-class _Loaded(Part):
-    steps: np.ndarray = None
-
-
-def _read_part(name: str, data: bytes) -> _Loaded:
+def _read_part(name: str, data: bytes) -> Part:
     with np.load(io.BytesIO(data), allow_pickle=False) as z:
-        return _Loaded(
+        return Part(
             name=name,
             run_ids=z["run_ids"].astype(np.int64),
             diverged_step=z["diverged_step"].astype(np.int64),

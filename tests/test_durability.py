@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 import jaxgd
+from jaxgd import cli
 from jaxgd import store as storage
 
 from scale_helpers import TIMEOUT, assert_same_results, child_env, jaxgd_cli, sweep, write_spec
@@ -41,7 +42,13 @@ def reference():
 
 
 def manifest_lines(out):
-    return sum(len(p.read_text().splitlines()) for p in (out / "parts").glob("manifest-*.jsonl"))
+    """Chunks recorded as saved (complete manifest lines)."""
+    def complete(line):
+        try:
+            return bool(json.loads(line))
+        except ValueError:
+            return False
+    return sum(complete(line) for p in (out / "parts").glob("manifest-*.jsonl") for line in p.read_text().splitlines())
 
 
 def start_slow_run(spec_path, out):
@@ -52,7 +59,7 @@ def start_slow_run(spec_path, out):
 def stop_in_the_middle(child, out, sig, after_parts=3):
     """Wait until `after_parts` chunks are saved, then send `sig`."""
     deadline = time.monotonic() + TIMEOUT
-    while manifest_lines(out) < after_parts if (out / "parts").is_dir() else True:
+    while not (out / "parts").is_dir() or manifest_lines(out) < after_parts:
         assert child.poll() is None, child.communicate()[1]
         assert time.monotonic() < deadline, "the sweep never saved a chunk"
         time.sleep(0.05)
@@ -159,8 +166,10 @@ def test_a_different_sweep_is_refused(tmp_path, reference):
     assert_same_results(out, reference)
 
 
-def test_resume_needs_a_saved_sweep(tmp_path):
-    missing = jaxgd_cli("run", "--resume", "--out", tmp_path / "nothing")
-    assert missing.returncode == 2 and "nothing to resume" in missing.stderr
-    no_spec = jaxgd_cli("run", "--out", tmp_path / "x")
-    assert no_spec.returncode == 2 and "--resume" in no_spec.stderr
+def test_resume_needs_a_saved_sweep(tmp_path, capsys):
+    assert cli.main(["run", "--resume", "--out", str(tmp_path / "nothing")]) == 2
+    assert "nothing to resume" in capsys.readouterr().err
+    assert cli.main(["run", "--out", str(tmp_path / "x")]) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert cli.main(["collect", str(tmp_path / "nothing")]) == 2
+    assert "not found" in capsys.readouterr().err
