@@ -10,8 +10,8 @@ leaves either the whole file or none. A part counts only once its manifest line 
 written and its bytes still match the sha256 recorded there; anything else (a crash
 between the two, a truncated or damaged file) is ignored and its runs are run again.
 Each process writes its own manifest, so processes and Slurm tasks never write to the
-same file. A part's runs are named in the part itself: the chunking of a resumed run
-(other devices, halved chunks) may differ from the first one.
+same file. A part names its runs itself, so a resumed sweep may be cut into chunks
+differently from the first attempt (halved chunks, another chunk size).
 """
 
 from __future__ import annotations
@@ -35,8 +35,9 @@ from jaxgd.engine import Outputs
 from jaxgd.plan import Plan, logged_steps
 
 PARTS, SPEC_FILE = "parts", "spec.toml"
-# Settings that change how a sweep is computed, never its values: a resumed sweep may
-# change them.
+# Settings a resumed sweep may change: its name, its plots, and how its runs are cut into
+# chunks (not which runs there are or what each computes; a different chunk size may
+# change values in the last bits, as XLA may compile other batch sizes differently).
 FREE_KEYS = ("name", "plot", "engine.memory_budget_mb", "engine.chunk_size")
 
 
