@@ -1,10 +1,10 @@
 """jaxgd: thousands of gradient-descent runs of two-layer networks at once, as tidy tables
 and phase diagrams."""
 
-from jaxgd.api import materialize, run
+from jaxgd.api import collect, materialize, resume, run
 from jaxgd.plot import phase_diagram
 from jaxgd.results import Results
 from jaxgd.spec import SpecError, load as load_spec
 
-__all__ = ["run", "materialize", "phase_diagram", "Results", "SpecError", "load_spec"]
+__all__ = ["run", "resume", "collect", "materialize", "phase_diagram", "Results", "SpecError", "load_spec"]
 __version__ = "0.1.0"

@@ -1,6 +1,7 @@
 """The engine: `train_run` is one gradient-descent run as a pure function of its
 settings and seed; `execute` compiles `jit(vmap(train_run))` once per group of runs
-with the same static settings and calls it chunk by chunk."""
+with the same static settings and calls it chunk by chunk, the run axis sharded over
+every device of the process."""
 
 from __future__ import annotations
 
@@ -16,11 +17,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import struct
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from tqdm.auto import tqdm
 
 from jaxgd import data as datasets
-from jaxgd import hessian, losses, metrics, models, optim, rng
+from jaxgd import compile_cache, hessian, losses, metrics, models, optim, rng
 from jaxgd.plan import Config, Group, Plan, Static, logged_steps
+from jaxgd.shares import cut
 
 class RunSetup(NamedTuple):
     data: datasets.Dataset
@@ -188,49 +191,117 @@ class Outputs:
     stats: dict
 
 
-def compile_group(group: Group):
-    """The compiled `jit(vmap(train_run))` of a group, and the seconds it took."""
-    _, seeds, hyper = next(group.chunks())
+def local_mesh() -> Mesh:
+    """A 1-D mesh over every device of this process: the run axis is sharded over it."""
+    return Mesh(np.array(jax.local_devices()), ("runs",))
+
+
+def compile_group(group: Group, size: int | None = None, mesh: Mesh | None = None):
+    """The compiled `jit(vmap(train_run))` of a group for `size` runs per device
+    (default: the group's chunk size) on each device of `mesh` (default: all of this
+    process's), with the run axis sharded over the mesh; and the seconds it took."""
+    mesh = mesh or local_mesh()
+    runs = NamedSharding(mesh, P("runs"))
+    n = (size or group.chunk_size) * mesh.size
+    shape = lambda dtype: jax.ShapeDtypeStruct((n,), dtype, sharding=runs)
     start = time.perf_counter()
-    compiled = jax.jit(jax.vmap(partial(train_run, group.static))).lower(hyper, seeds).compile()
+    program = jax.jit(jax.vmap(partial(train_run, group.static)), in_shardings=runs, out_shardings=runs)
+    compiled = program.lower({k: shape(v.dtype) for k, v in group.hyper.items()}, shape(group.seeds.dtype)).compile()
     return compiled, time.perf_counter() - start
 
 
-def execute(plan: Plan, progress: bool = True) -> Outputs:
+def is_out_of_memory(error: BaseException) -> bool:
+    text = str(error)
+    return "RESOURCE_EXHAUSTED" in text or "Out of memory" in text or "out of memory" in text
+
+
+def next_call(positions: np.ndarray, size: int, n_devices: int) -> tuple[np.ndarray, np.ndarray]:
+    """The next call on `positions` (the group's runs still to do, in order): up to
+    `n_devices` chunks of `size` consecutive runs, one per device. Returns the padded
+    positions (n_devices * size,) and which of them are real: a short chunk is padded
+    with its first run, a missing one with the first chunk (computed, then dropped)."""
+    take = cut(positions[: size * n_devices], size)
+    real = [np.arange(size) < len(c) for c in take] + [np.zeros(size, bool)] * (n_devices - len(take))
+    take += [take[0]] * (n_devices - len(take))
+    padded = [np.concatenate([c, np.full(size - len(c), c[0])]) for c in take]
+    return np.concatenate(padded), np.concatenate(real)
+
+
+def execute(plan: Plan, progress: bool = True, *, todo: np.ndarray | None = None, on_chunk=None) -> Outputs:
+    """Run the plan's runs (only those in `todo`, a mask over run_ids, when given),
+    group by group, each call sharded over this process's devices. After each call,
+    `on_chunk(run_ids, history, diverged_step)` receives its real runs' results.
+    A call that runs out of device memory is retried with chunks half the size."""
     spec = plan.spec
     steps = logged_steps(spec.settings["steps"], spec.settings["log_every"])
     dtype = np.dtype(spec.settings["dtype"])
     history = {m: np.full((plan.n_runs, len(steps)), np.nan, dtype) for m in spec.metrics}
     diverged_step = np.full(plan.n_runs, -1, np.int64)
+    todo = np.ones(plan.n_runs, bool) if todo is None else todo
+    mesh = local_mesh()
+    runs = NamedSharding(mesh, P("runs"))
+    n_todo = int(sum(todo[g.run_ids].sum() for g in plan.groups))
 
-    start, compile_s = time.perf_counter(), 0.0
+    start, compile_s, programs, calls, sizes, halvings = time.perf_counter(), 0.0, 0, 0, set(), []
+    hits_before = compile_cache.hits()
     bar = tqdm(
-        total=plan.n_runs, unit="run", desc=spec.name, delay=1.0,
+        total=n_todo, unit="run", desc=spec.name, delay=1.0,
         disable=not progress, file=sys.stderr, dynamic_ncols=True,
     )
     with bar:
         for group in plan.groups:
+            positions = np.flatnonzero(todo[group.run_ids])
+            size = group.chunk_size
+            if not len(positions):
+                continue
             with numerics(group.static):
-                compiled, seconds = compile_group(group)
-                compile_s += seconds
-                for run_ids, seeds, hyper in group.chunks():
-                    chunk_history, chunk_diverged = jax.device_get(compiled(hyper, seeds))
-                    real = slice(0, len(run_ids))
+                compiled = None
+                while len(positions):
+                    try:
+                        if compiled is None:
+                            compiled, seconds = compile_group(group, size, mesh)
+                            compile_s += seconds
+                            programs += 1
+                        padded, real = next_call(positions, size, mesh.size)
+                        inputs = jax.device_put(({k: v[padded] for k, v in group.hyper.items()}, group.seeds[padded]), runs)
+                        chunk_history, chunk_diverged = jax.device_get(compiled(*inputs))
+                    except jax.errors.JaxRuntimeError as error:
+                        if not is_out_of_memory(error) or size == 1:
+                            raise
+                        inputs = compiled = None
+                        halvings.append([size, (size + 1) // 2])
+                        print(f"jaxgd: out of memory with {size} runs per device; retrying with {(size + 1) // 2}",
+                              file=sys.stderr)
+                        size = (size + 1) // 2
+                        continue
+                    run_ids = group.run_ids[padded[real]]
+                    chunk_history = {name: values[real] for name, values in chunk_history.items()}
                     for name, values in chunk_history.items():
-                        history[name][run_ids] = values[real]
+                        history[name][run_ids] = values
                     diverged_step[run_ids] = chunk_diverged[real]
+                    if on_chunk is not None:
+                        on_chunk(run_ids, chunk_history, diverged_step[run_ids])
+                    positions = positions[real.sum():]
+                    calls += 1
+                    sizes.add(size)
                     bar.update(len(run_ids))
     wall = time.perf_counter() - start
-    run_steps = plan.n_runs * spec.settings["steps"]
+    run_steps = n_todo * spec.settings["steps"]
     stats = {
         "runs": plan.n_runs,
+        "runs_done": n_todo,
         "steps": spec.settings["steps"],
         "groups": len(plan.groups),
-        "chunks": sum(g.n_chunks for g in plan.groups),
-        "chunk_sizes": sorted({g.chunk_size for g in plan.groups}),
+        "programs": programs,
+        "chunks": calls,
+        "chunk_sizes": sorted(sizes),
+        "devices": mesh.size,
+        "out_of_memory_retries": halvings,
         "wall_s": wall,
         "compile_s": compile_s,
+        "compile_cache": compile_cache.directory(),
+        "compile_cache_hits": compile_cache.hits() - hits_before,
         "run_steps_per_s": run_steps / max(wall - compile_s, 1e-9),
-        "device": str(jax.devices()[0].device_kind),
+        "device": str(jax.local_devices()[0].device_kind),
     }
     return Outputs(steps=steps, history=history, diverged_step=diverged_step, stats=stats)

@@ -76,7 +76,7 @@ def bytes_per_run(static: Static) -> int:
 
 def default_memory_budget() -> int:
     """Half of the accelerator's memory, or on the host a quarter of RAM up to 2 GiB."""
-    device = jax.devices()[0]
+    device = jax.local_devices()[0]
     stats = device.memory_stats() if device.platform != "cpu" else None
     if stats and "bytes_limit" in stats:
         return int(stats["bytes_limit"] // 2)
@@ -123,12 +123,19 @@ class Plan:
         return len(self.runs)
 
 
+# Without engine.chunk_size, a group is cut into at least this many chunks (so that as
+# many devices can share it), unless that would make chunks smaller than this many runs.
+MIN_CHUNKS, MIN_CHUNK_RUNS = 16, 1024
+
+
 def _chunk_size(static: Static, n_runs: int, budget: int, cap: int) -> int:
-    """Largest chunk within the budget (and the cap), then evened out so that the
-    chunks of a group differ by at most one run."""
+    """Runs in one chunk, the rows one device computes in one call: the largest chunk
+    within the budget and the cap (or, without a cap, a sixteenth of the group but at
+    least 1024 runs), then evened out so that the chunks of a group differ by at most
+    one run. It never depends on the number of devices or processes: each run is
+    computed in the same chunk, at the same place, however many share the sweep."""
     size = max(1, min(n_runs, budget // bytes_per_run(static)))
-    if cap:
-        size = min(size, cap)
+    size = min(size, cap) if cap else min(size, max(math.ceil(n_runs / MIN_CHUNKS), MIN_CHUNK_RUNS))
     n_chunks = math.ceil(n_runs / size)
     return math.ceil(n_runs / n_chunks)
 

@@ -64,10 +64,14 @@ def escape_steps(settings, outputs: Outputs) -> pd.array:
 
 
 def _atomic_write(path: Path, write) -> None:
-    """Write through a temporary file and rename, so no half-written file is ever read."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    write(tmp)
-    os.replace(tmp, path)
+    """Write through a temporary file of this process and rename, so no half-written
+    file is ever read."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 @dataclasses.dataclass
@@ -113,9 +117,29 @@ class Results:
 
     def closing_line(self) -> str:
         s = self.stats
-        return (
-            f"jaxgd: {s['runs']:,} runs x {s['steps']:,} steps in {s['wall_s']:.1f} s "
-            f"(compile {s['compile_s']:.1f} s, {s['groups']} program{'s' * (s['groups'] != 1)}, "
-            f"{s['chunks']} chunk{'s' * (s['chunks'] != 1)}); "
+        if "wall_s" not in s:  # assembled by `jaxgd collect` from parts run elsewhere
+            return f"jaxgd: {s['runs']:,} runs x {s['steps']:,} steps, collected from {s.get('parts', '?')} parts"
+        index, count = s.get("process", [0, 1])
+        who = f"jaxgd [process {index + 1}/{count}]" if count > 1 else "jaxgd"
+        done, before = s.get("runs_done", s["runs"]), s.get("runs_before", 0)
+        head = f"{who}: {s['runs']:,} runs x {s['steps']:,} steps in {s['wall_s']:.1f} s"
+        if count > 1:
+            head += f" ({done:,} of them here"
+        elif before:
+            head += f" ({done:,} now, {before:,} done before"
+        else:
+            head += " ("
+        if not done:
+            return f"{who}: {s['runs']:,} runs x {s['steps']:,} steps: nothing left to run, every run was done before"
+        cached = f", {s['compile_cache_hits']} from cache" if s.get("compile_cache_hits") else ""
+        devices = f" on {s['devices']} devices" if s.get("devices", 1) > 1 else ""
+        programs = s.get("programs", s["groups"])
+        line = (
+            head + ("; " if head[-1] != "(" else "")
+            + f"compile {s['compile_s']:.1f} s, {programs} program{'s' * (programs != 1)}{cached}, "
+            f"{s['chunks']} chunk{'s' * (s['chunks'] != 1)}{devices}); "
             f"{s['run_steps_per_s']:,.0f} run-steps/s on {s['device']}"
         )
+        if s.get("out_of_memory_retries"):
+            line += f"; out of memory: chunks cut to {min(s['chunk_sizes'])} runs per device"
+        return line

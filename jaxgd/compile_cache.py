@@ -1,0 +1,71 @@
+"""JAX's persistent compilation cache, on by default: a second run of the same sweep
+(or any sweep with the same shapes) loads its programs from disk instead of compiling
+them. The directory is `$JAXGD_COMPILE_CACHE`, else `$XDG_CACHE_HOME/jaxgd/xla`
+(`~/.cache/jaxgd/xla`); `off` (or `0`, `false`, `none`) switches it off. A cache
+directory you set for JAX yourself (`JAX_COMPILATION_CACHE_DIR`,
+`jax.config.update("jax_compilation_cache_dir", ...)`) is used as it is."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import jax
+from jax.experimental.compilation_cache import compilation_cache as _cc
+
+ENV = "JAXGD_COMPILE_CACHE"
+OFF = ("off", "0", "false", "no", "none", "")
+_HIT_EVENT = "/jax/compilation_cache/cache_hits"
+_state = {"hits": 0, "listening": False, "ours": None}
+
+
+def default_directory() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "jaxgd" / "xla"
+
+
+def _count(event: str, **kwargs) -> None:
+    if event == _HIT_EVENT:
+        _state["hits"] += 1
+
+
+def hits() -> int:
+    """Programs loaded from the persistent cache so far in this process."""
+    return _state["hits"]
+
+
+def directory() -> str | None:
+    """The cache directory in use, or None when the cache is off."""
+    if not jax.config.jax_enable_compilation_cache:
+        return None
+    return jax.config.jax_compilation_cache_dir
+
+
+def configure(setting: str | os.PathLike | None = None) -> str | None:
+    """Switch the cache on at `setting` (a directory), off (`"off"`), or, with None,
+    as `$JAXGD_COMPILE_CACHE` says, else keep a directory the user gave JAX, else use
+    the default directory. Returns the directory in use, or None."""
+    if not _state["listening"]:
+        jax.monitoring.register_event_listener(_count)
+        _state["listening"] = True
+    if setting is None:
+        setting = os.environ.get(ENV)
+    if setting is None:
+        current = jax.config.jax_compilation_cache_dir
+        if current and current != _state["ours"]:
+            return directory()  # the user's own JAX cache
+        setting = default_directory()
+    if str(setting).strip().lower() in OFF:
+        wanted, enabled = jax.config.jax_compilation_cache_dir, False
+    else:
+        wanted, enabled = str(Path(setting).expanduser()), True
+        Path(wanted).mkdir(parents=True, exist_ok=True)
+        _state["ours"] = wanted
+    if (wanted, enabled) != (jax.config.jax_compilation_cache_dir, jax.config.jax_enable_compilation_cache):
+        jax.config.update("jax_compilation_cache_dir", wanted)
+        jax.config.update("jax_enable_compilation_cache", enabled)
+        _cc.reset_cache()  # the cache reads its settings once; make it read them again
+    if enabled:
+        # Our programs compile in about a second on the host: cache them all.
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    return directory()

@@ -1,0 +1,47 @@
+"""Several processes, on one host or many, joined by JAX's multi-controller runtime
+(`jax.distributed`). Every process runs the same command; each takes a deterministic,
+cost-balanced share of the sweep's shards (`shares.process_share`), computes it on its
+own devices and writes its parts into the shared `--out` folder; after a barrier,
+process 0 assembles the tables and figures. Processes never exchange results, so the
+folder must be on a file system every process sees."""
+
+from __future__ import annotations
+
+import os
+
+import jax
+
+BARRIER_TIMEOUT_S = 7 * 24 * 3600  # processes wait for the slowest share
+
+
+def initialize(coordinator: str | None = None, num_processes: int | None = None,
+               process_id: int | None = None) -> None:
+    """`jax.distributed.initialize`, before anything else touches JAX. Values not given
+    come from `JAX_COORDINATOR_ADDRESS`, `JAX_NUM_PROCESSES` and `JAX_PROCESS_ID`, else
+    from the launcher (Slurm `srun`, Open MPI `mpirun`, Cloud TPU pods: detected by JAX)."""
+    if jax.distributed.is_initialized():
+        return
+    env = lambda name: int(os.environ[name]) if os.environ.get(name) else None
+    num_processes = num_processes if num_processes is not None else env("JAX_NUM_PROCESSES")
+    process_id = process_id if process_id is not None else env("JAX_PROCESS_ID")
+    jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes, process_id=process_id)
+
+
+def process() -> tuple[int, int]:
+    """(this process's index, the number of processes): (0, 1) without jax.distributed."""
+    return jax.process_index(), jax.process_count()
+
+
+def barrier(name: str) -> None:
+    """Wait until every process gets here."""
+    if jax.process_count() == 1:
+        return
+    from jax._src import distributed as _distributed  # the runtime's own barrier: no device collectives
+
+    client = _distributed.global_state.client
+    if client is not None and hasattr(client, "wait_at_barrier"):
+        client.wait_at_barrier(name, BARRIER_TIMEOUT_S * 1000)
+    else:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)

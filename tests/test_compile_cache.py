@@ -1,0 +1,36 @@
+"""JAX's persistent compilation cache is on by default: a second process running the
+same sweep loads its programs from the cache; the directory is configurable and the
+cache can be switched off. (Times are reported, never asserted.)"""
+
+import json
+
+from scale_helpers import child_env, jaxgd_cli, sweep, write_spec
+
+
+def stats(out):
+    return json.loads((out / "stats.json").read_text())
+
+
+def test_second_run_loads_its_programs_from_the_cache(tmp_path):
+    spec_path, cache = write_spec(tmp_path / "s.toml", sweep()), tmp_path / "cache"
+    env = child_env(JAXGD_COMPILE_CACHE=cache)
+    first = jaxgd_cli("run", spec_path, "--out", tmp_path / "a", env=env)
+    assert first.returncode == 0, first.stderr
+    assert stats(tmp_path / "a")["compile_cache"] == str(cache) and any(cache.iterdir())
+    second = jaxgd_cli("run", spec_path, "--out", tmp_path / "b", env=env)
+    assert second.returncode == 0, second.stderr
+    assert stats(tmp_path / "b")["compile_cache_hits"] >= 2  # both programs
+    assert "compile" in second.stderr and "2 from cache" in second.stderr
+
+
+def test_cache_directory_option_and_off_switch(tmp_path):
+    spec_path, cache = write_spec(tmp_path / "s.toml", sweep()), tmp_path / "mine"
+    env = child_env(JAXGD_COMPILE_CACHE=tmp_path / "unused")
+    done = jaxgd_cli("run", spec_path, "--out", tmp_path / "a", "--compile-cache", cache, env=env)
+    assert done.returncode == 0, done.stderr
+    assert any(cache.iterdir()) and not (tmp_path / "unused").exists()
+
+    off = jaxgd_cli("run", spec_path, "--out", tmp_path / "b", "--compile-cache", "off", env=env)
+    assert off.returncode == 0, off.stderr
+    assert stats(tmp_path / "b")["compile_cache"] is None and stats(tmp_path / "b")["compile_cache_hits"] == 0
+    assert not (tmp_path / "unused").exists()

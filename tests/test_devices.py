@@ -1,0 +1,50 @@
+"""All local devices: the run axis is sharded over every device JAX sees, with no change
+to the spec, and the numbers are those of a one-device run, bit for bit (each run is
+computed in the same chunk, at the same place, whatever the device count)."""
+
+import json
+
+import numpy as np
+import pytest
+
+import jaxgd
+from jaxgd import engine, shares
+from jaxgd import plan as planning
+from jaxgd import spec as specs
+
+from scale_helpers import assert_same_results, child_env, jaxgd_cli, sweep, write_spec
+
+
+@pytest.mark.parametrize("engine_settings", [{"chunk_size": 5}, {}], ids=["chunks of 5", "default chunks"])
+def test_four_forced_cpu_devices_give_the_one_device_history(tmp_path, engine_settings):
+    spec = sweep(**engine_settings)
+    reference = jaxgd.run(spec, progress=False)
+    assert reference.stats["devices"] == 1
+    out = tmp_path / "four"
+    done = jaxgd_cli("run", write_spec(tmp_path / "s.toml", spec), "--out", out,
+                     env=child_env(XLA_FLAGS="--xla_force_host_platform_device_count=4"))
+    assert done.returncode == 0, done.stderr
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["devices"] == 4
+    if engine_settings:  # 2 groups of 12 runs in chunks of 4: one call of 4 chunks each, one per device
+        assert stats["chunks"] == 2 and "on 4 devices" in done.stderr
+    assert_same_results(out, reference)
+
+
+def test_next_call_pads_short_and_missing_chunks():
+    positions = np.array([3, 4, 5, 6, 7, 9, 11])
+    padded, real = engine.next_call(positions, size=3, n_devices=4)
+    assert padded.tolist() == [3, 4, 5, 6, 7, 9, 11, 11, 11, 3, 4, 5]
+    assert real.tolist() == [True] * 7 + [False] * 5
+
+
+def test_chunking_does_not_depend_on_the_device_count():
+    plan = planning.make(specs.load(sweep()))
+    assert [g.chunk_size for g in plan.groups] == [12, 12]  # small groups: one chunk each
+    big = planning.make(specs.load(sweep() | {"seeds": 1500}))
+    # 6000 runs a group: 16 chunks would hold fewer than 1024 runs; 6 chunks of 1000 do
+    assert [g.chunk_size for g in big.groups] == [1000, 1000]
+    assert len(shares.chunks(big)) == 12
+    huge = planning.make(specs.load(sweep() | {"seeds": 10_000}))
+    # 40000 runs a group: 16 chunks of 2500, so up to 16 devices share each group
+    assert [g.chunk_size for g in huge.groups] == [2500, 2500]

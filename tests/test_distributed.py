@@ -1,0 +1,62 @@
+"""Several processes joined by jax.distributed: the same command on each, each takes a
+deterministic share of the sweep and writes its own parts; together they give exactly
+the results of one process."""
+
+import json
+import socket
+import subprocess
+import sys
+
+import jaxgd
+
+from scale_helpers import TIMEOUT, assert_same_results, child_env, sweep, write_spec
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_give_the_results_of_one(tmp_path):
+    spec = sweep(chunk_size=3)  # 2 groups x 4 chunks: 8 chunks to share
+    spec_path, out = write_spec(tmp_path / "s.toml", spec), tmp_path / "out"
+    env = child_env(JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{free_port()}", JAX_NUM_PROCESSES=2)
+    children = [
+        subprocess.Popen([sys.executable, "-m", "jaxgd.cli", "run", str(spec_path), "--out", str(out), "--distributed"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env | {"JAX_PROCESS_ID": str(i)})
+        for i in range(2)
+    ]
+    try:
+        logs = [child.communicate(timeout=TIMEOUT)[1] for child in children]
+    finally:
+        for child in children:
+            child.kill()
+    assert [c.returncode for c in children] == [0, 0], logs
+    assert "[process 1/2]" in logs[0] and "[process 2/2]" in logs[1]
+
+    # each process ran a share and wrote its own manifest; the shares are disjoint and cover the sweep
+    manifests = sorted((out / "parts").glob("manifest-*.jsonl"))
+    assert len(manifests) == 2
+    runs = [sum(json.loads(line)["runs"] for line in m.read_text().splitlines()) for m in manifests]
+    assert sum(runs) == 24 and min(runs) > 0
+    assert json.loads((out / "stats.json").read_text())["process"] == [0, 2]
+
+    assert_same_results(out, jaxgd.run(spec, progress=False))
+
+
+def test_shares_are_disjoint_whole_chunks_and_balanced():
+    from jaxgd import plan as planning, shares, spec as specs
+
+    plan = planning.make(specs.load(sweep(chunk_size=2) | {"model": {"width": [4, 8, 16]}}))
+    masks = [shares.share(plan, i, 4) for i in range(4)]
+    assert (sum(m.astype(int) for m in masks) == 1).all()  # every run in exactly one share
+    for mask in masks:
+        for g, chunk in shares.chunks(plan):
+            ids = plan.groups[g].run_ids[chunk]
+            assert mask[ids].all() or not mask[ids].any()  # whole chunks
+    cost = {g.run_ids[0]: planning.bytes_per_run(g.static) for g in plan.groups}
+    per_run = sum((g.run_ids[:, None] == plan.runs.run_id.to_numpy()).any(0) * cost[g.run_ids[0]] for g in plan.groups)
+    costs = [per_run[mask].sum() for mask in masks]
+    biggest_chunk = 2 * max(cost.values())
+    assert all(abs(c - per_run.sum() / 4) <= biggest_chunk for c in costs)  # within one chunk of an equal share

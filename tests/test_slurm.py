@@ -1,0 +1,45 @@
+"""Slurm through submitit, with submitit's local executor: a small grid runs as a job
+array, each task writes its share as parts, and collecting them gives exactly the
+results of one process."""
+
+import json
+
+import pytest
+
+import jaxgd
+from jaxgd import slurm
+
+from scale_helpers import TIMEOUT, assert_same_results, jaxgd_cli, sweep, write_spec
+
+pytest.importorskip("submitit")
+
+SPEC = sweep(chunk_size=3)
+
+
+def test_job_array_then_collect(tmp_path):
+    out = tmp_path / "out"
+    jobs = slurm.submit(SPEC, out, 3, cluster="local", parameters={"timeout_min": 10})
+    assert len(jobs) == 3
+    stats = [job.result() for job in jobs]  # waits for each task
+    assert sum(s["runs_done"] for s in stats) == 24 and all(s["runs_done"] > 0 for s in stats)
+    assert len(list((out / "parts").glob("manifest-*.jsonl"))) == 3  # one per task
+    assert not (out / "history.parquet").exists()  # the tasks only write parts
+
+    collected = jaxgd_cli("collect", out)
+    assert collected.returncode == 0, collected.stderr
+    assert "collected 24 runs" in collected.stderr
+    assert_same_results(out, jaxgd.run(SPEC, progress=False))
+
+
+def test_slurm_from_the_command_line_waits_and_collects(tmp_path):
+    spec_path, out = write_spec(tmp_path / "s.toml", SPEC), tmp_path / "out"
+    done = jaxgd_cli("run", spec_path, "--out", out, "--slurm", 2, "--slurm-cluster", "local",
+                     "--slurm-param", "timeout_min=10", "--slurm-wait", timeout=2 * TIMEOUT)
+    assert done.returncode == 0, done.stderr
+    assert "submitted job array" in done.stderr and "collected 24 runs" in done.stderr
+    assert (out / "history.parquet").is_file() and json.loads((out / "stats.json").read_text())["runs"] == 24
+    # submitting again finds nothing to do: every task skips its finished share
+    again = jaxgd_cli("run", spec_path, "--out", out, "--slurm", 2, "--slurm-cluster", "local", "--slurm-wait",
+                      timeout=2 * TIMEOUT)
+    assert again.returncode == 0, again.stderr
+    assert len(list((out / "parts").glob("r*.npz"))) == 8
