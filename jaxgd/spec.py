@@ -438,7 +438,10 @@ class Spec:
         return out
 
 
-def _resolve_plot(raw, spec_columns: dict[str, str], metric_names, summary_steps) -> dict[str, list[dict]]:
+def _resolve_plot(raw, settings, metric_names) -> dict[str, list[dict]]:
+    swept = [k for k, v in settings.items() if isinstance(v, list)]
+    spec_columns, summary_steps = column_names(swept), settings["summary_steps"]
+    values_of = {column: settings[key] for key, column in spec_columns.items()}
     raw = raw or {}
     if not isinstance(raw, dict):
         raise SpecError(f"[plot] must be a table, got {raw!r}")
@@ -480,6 +483,9 @@ def _resolve_plot(raw, spec_columns: dict[str, str], metric_names, summary_steps
         if not isinstance(chosen, dict):
             raise SpecError(f"plot.{kind}.select: got {chosen!r}; expected a table {{setting = value}}")
         entry["select"] = {axis(kind, "select", k): v for k, v in chosen.items()} or None
+        for column, value in (entry["select"] or {}).items():
+            if column in values_of and value not in values_of[column]:
+                raise SpecError(f"plot.{kind}.select: {column} = {value!r} is not among the swept values {values_of[column]}")
 
     def check_lines(kind, entry):
         """select, hue and logy of curves and lines."""
@@ -580,6 +586,5 @@ def load(spec, overrides=None) -> Spec:
     seeds = _resolve_seeds(flat.get("seeds", 1))
     metric_names = _resolve_metrics(flat.get("metrics", list(DEFAULT_METRICS)))
     _check_combinations(settings, metric_names)
-    swept = [k for k, v in settings.items() if isinstance(v, list)]
-    plot = _resolve_plot(plot_raw, column_names(swept), metric_names, settings["summary_steps"])
+    plot = _resolve_plot(plot_raw, settings, metric_names)
     return Spec(settings=settings, seeds=seeds, metrics=metric_names, plot=plot, given=arrays)

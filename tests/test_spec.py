@@ -54,6 +54,8 @@ BAD_SPECS = [
     (dict(optimizer={"sampling": "stratified"}), ["optimizer.sampling", "replacement", "epochs"]),
     (dict(data={"name": "file"}), ["data.path", "needs data.path"]),
     (dict(data={"name": "parity", "k": 4}), ["data.k", "k <= data.d = 3"]),
+    (dict(model={"width": [4, 8]}, plot={"curves": {"metric": "train_loss", "select": {"width": 16}}}),
+     ["plot.curves.select", "width = 16", "[4, 8]"]),
     (dict(data={"name": "xor", "d": 1}), ["data.d", "xor needs data.d >= 2"]),
     (dict(metrics=["overlap_max"], data={"name": "two_layer_teacher"}), ["overlap_max", "teacher direction", "single_index"]),
     (dict(metrics=["committee_risk"], data={"name": "single_index"}), ["committee_risk", "square", "population_risk"]),
