@@ -83,8 +83,8 @@ def train_run(static: Static, hyper: dict, seed):
     def loss(trainable, X, y):
         return losses.loss(cfg, {**frozen, **trainable}, X, y)
 
-    def check_divergence(state, loss, step):
-        bad = ~jnp.isfinite(loss) | (loss > cfg["engine.divergence_bound"])
+    def check_divergence(state, value, step):
+        bad = ~jnp.isfinite(value) | (value > cfg["engine.divergence_bound"])
         first = state.alive & bad
         return state.replace(
             alive=state.alive & ~bad,
