@@ -22,9 +22,12 @@ from scale_helpers import TIMEOUT, assert_same_results, child_env, jaxgd_cli, sw
 SPEC = sweep(chunk_size=2)
 
 # A child that runs the CLI but takes 0.3 s longer over every chunk (before saving it),
-# so that the test can stop it in the middle however loaded the machine is.
+# so that the test can stop it in the middle however loaded the machine is. It handles
+# SIGINT as from a terminal: a process started in the background by a non-interactive
+# shell (as CI may be) inherits SIGINT ignored.
 SLOW_CHILD = """
-import sys, time
+import signal, sys, time
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from jaxgd import store
 save = store.PartWriter.__call__
 def slow_save(self, *args):
