@@ -337,6 +337,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    # Compile afresh: programs loaded from jaxgd's persistent compilation cache would
+    # hide compile times (a sweep reuses the programs an earlier one in this process made).
+    os.environ["JAXGD_COMPILE_CACHE"] = "off"
     repeats = args.repeats or (1 if args.quick else 2)
     sizes = {name: (QUICK if args.quick else SIZES)[name] for name in args.sizes}
     evl.warm_up()
