@@ -16,7 +16,14 @@ import pandas as pd
 
 from jaxgd.spec import SCHEMA, Spec
 
-CPU_BUDGET_CAP = 2 * 2**30  # bytes; on the host a chunk need not be large to be efficient
+# Bytes of one chunk on the host (CPU): about a last-level cache. A vmapped chunk whose
+# working set spills out of the caches is slower than a loop over runs on the host, and
+# a chunk that holds several small runs is faster (benchmarks/RESULTS.md: on a 2-core
+# EPYC with 8 MiB of L3, tiny nets were fastest at ~2-8 MiB chunks, 64-128 runs, and
+# mid-sized ones at 1-8 runs, ~1-8 MiB). A constant rather than the cache size read
+# from the machine, so that a spec is cut into the same chunks, and computes the same
+# bits, on any host.
+CPU_BUDGET_CAP = 8 * 2**20
 
 
 def is_traced(key: str) -> bool:
@@ -75,7 +82,8 @@ def bytes_per_run(static: Static) -> int:
 
 
 def default_memory_budget() -> int:
-    """Half of the accelerator's memory, or on the host a quarter of RAM up to 2 GiB."""
+    """Half of the accelerator's memory, or on the host a cache-sized CPU_BUDGET_CAP
+    (8 MiB; a quarter of RAM if that is less)."""
     device = jax.local_devices()[0]
     stats = device.memory_stats() if device.platform != "cpu" else None
     if stats and "bytes_limit" in stats:

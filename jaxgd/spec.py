@@ -125,7 +125,7 @@ SCHEMA: dict[str, Setting] = {
     "measure.escape_relative": Setting(True, bool, "the threshold is relative to the metric's value at step 0", sweepable=False),
     "summary_steps": _steps_list("logged steps whose metrics get summary columns <metric>_at_<step>"),
     "engine.divergence_bound": _float(1e8, "a run whose training loss exceeds this (or is not finite) is frozen as diverged", positive=True),
-    "engine.memory_budget_mb": _int(0, "MiB per device for one chunk of runs (0: half the accelerator's memory, or up to 2 GiB of RAM)", minimum=0, sweepable=False),
+    "engine.memory_budget_mb": _int(0, "MiB per device for one chunk of runs (0: half the accelerator's memory, or 8 MiB, about a CPU cache, on the host)", minimum=0, sweepable=False),
     "engine.chunk_size": _int(0, "most runs per device in one compiled call (0: from the memory budget)", minimum=0, sweepable=False),
     "engine.precision": _choice("highest", ("highest", "high", "default"), "matmul precision", sweepable=False),
 }

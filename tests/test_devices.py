@@ -41,10 +41,21 @@ def test_next_call_pads_short_and_missing_chunks():
 def test_chunking_does_not_depend_on_the_device_count():
     plan = planning.make(specs.load(sweep()))
     assert [g.chunk_size for g in plan.groups] == [12, 12]  # small groups: one chunk each
-    big = planning.make(specs.load(sweep() | {"seeds": 1500}))
+    # A budget of 2 GiB, as on an accelerator (the host's default is cache-sized, 8 MiB)
+    big = planning.make(specs.load(sweep(memory_budget_mb=2048) | {"seeds": 1500}))
     # 6000 runs a group: 16 chunks would hold fewer than 1024 runs; 6 chunks of 1000 do
     assert [g.chunk_size for g in big.groups] == [1000, 1000]
     assert len(shares.chunks(big)) == 12
-    huge = planning.make(specs.load(sweep() | {"seeds": 10_000}))
+    huge = planning.make(specs.load(sweep(memory_budget_mb=2048) | {"seeds": 10_000}))
     # 40000 runs a group: 16 chunks of 2500, so up to 16 devices share each group
     assert [g.chunk_size for g in huge.groups] == [2500, 2500]
+
+
+def test_host_chunks_are_cache_sized_and_fixed():
+    """On the host the default budget is CPU_BUDGET_CAP (8 MiB), a constant: the same
+    spec is cut into the same chunks on any host."""
+    assert planning.default_memory_budget() == min(planning.CPU_BUDGET_CAP, planning.default_memory_budget())
+    spec = sweep() | {"seeds": 100, "data": {"name": "two_layer_teacher", "n": 256, "d": 32}, "model": {"width": 128}}
+    plan = planning.make(specs.load(spec))
+    per_run = planning.bytes_per_run(plan.groups[0].static)
+    assert per_run * plan.groups[0].chunk_size <= planning.CPU_BUDGET_CAP < per_run * (plan.groups[0].chunk_size + 1)

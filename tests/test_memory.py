@@ -32,7 +32,7 @@ def test_a_tiny_memory_budget_forces_several_chunks():
     spec = make_spec(seeds=6, steps=60, log_every=20, metrics=METRICS,
                      data={"name": "two_layer_teacher", "n": 64, "d": 8}, model={"width": 64},
                      optimizer={"lr": {"logspace": [-2, 0, 25]}})
-    whole = jaxgd.run(spec, progress=False)
+    whole = jaxgd.run(spec | {"engine": {"memory_budget_mb": 64}}, progress=False)
     tiny = jaxgd.run(spec | {"engine": {"memory_budget_mb": 1}}, progress=False)
     assert whole.stats["chunks"] == 1 and tiny.stats["chunks"] >= 10
     assert tiny.stats["chunk_sizes"][0] * tiny.stats["chunks"] >= 150
