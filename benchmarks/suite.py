@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
-import functools
 import os
 import platform
 import subprocess
@@ -54,7 +53,6 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import engine_vs_loop as evl  # noqa: E402
 
-import jaxgd  # noqa: E402
 from jaxgd import engine  # noqa: E402
 from jaxgd import plan as planning  # noqa: E402
 from jaxgd import spec as specs  # noqa: E402

@@ -8,7 +8,7 @@ import itertools
 import math
 import os
 from functools import cached_property
-from typing import Any, Iterator
+from typing import Any
 
 import jax
 import numpy as np
@@ -101,23 +101,6 @@ class Group:
     seeds: np.ndarray  # (R,) uint32
     hyper: dict[str, np.ndarray]  # traced settings, each (R,)
     chunk_size: int
-
-    def chunks(self) -> Iterator[tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]]:
-        """(run_ids, seeds, hyper) per chunk, all padded to `chunk_size` by repeating
-        the chunk's first run so that every call has the same shape (one compilation);
-        `run_ids` is left unpadded to mark which outputs are real."""
-        for start in range(0, len(self.run_ids), self.chunk_size):
-            idx = np.arange(start, min(start + self.chunk_size, len(self.run_ids)))
-            padded = np.concatenate([idx, np.full(self.chunk_size - len(idx), idx[0])])
-            yield (
-                self.run_ids[idx],
-                self.seeds[padded],
-                {k: v[padded] for k, v in self.hyper.items()},
-            )
-
-    @property
-    def n_chunks(self) -> int:
-        return math.ceil(len(self.run_ids) / self.chunk_size)
 
 
 @dataclasses.dataclass(frozen=True)

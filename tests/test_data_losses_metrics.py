@@ -1,6 +1,5 @@
 """Data sets, losses and metrics against their formulas."""
 
-import jax
 import numpy as np
 import pytest
 

@@ -9,7 +9,6 @@ import subprocess
 import sys
 import time
 
-import pandas as pd
 import pytest
 
 import jaxgd
@@ -82,7 +81,7 @@ def test_sigkill_in_the_middle_then_resume(tmp_path, reference):
     assert resumed.returncode == 0, resumed.stderr
     stats = json.loads((out / "stats.json").read_text())
     assert stats["runs_before"] == 2 * saved and stats["runs_done"] == 24 - 2 * saved  # nothing run twice
-    assert f"done before" in resumed.stderr
+    assert "done before" in resumed.stderr
     assert_same_results(out, reference)
 
 
