@@ -14,7 +14,7 @@ import jax
 import numpy as np
 import pandas as pd
 
-from jaxgd.spec import SCHEMA, Spec
+from jaxgd.spec import SCHEMA, Spec, logged_steps
 
 # Bytes of one chunk on the host (CPU): about a last-level cache. A vmapped chunk whose
 # working set spills out of the caches is slower than a loop over runs on the host, and
@@ -61,11 +61,6 @@ class Config:
 
     def __getitem__(self, key: str) -> Any:
         return self.hyper[key] if key in self.hyper else self.static[key]
-
-
-def logged_steps(steps: int, log_every: int) -> np.ndarray:
-    """0, log_every, 2 log_every, ... and the last step."""
-    return np.unique(np.append(np.arange(0, steps + 1, log_every), steps))
 
 
 def bytes_per_run(static: Static) -> int:

@@ -326,6 +326,11 @@ def _resolve_metrics(raw) -> tuple[str, ...]:
     return tuple(raw)
 
 
+def logged_steps(steps: int, log_every: int) -> np.ndarray:
+    """0, log_every, 2 log_every, ... and the last step."""
+    return np.unique(np.append(np.arange(0, steps + 1, log_every), steps))
+
+
 def _values(settings, key) -> list:
     value = settings[key]
     return value if isinstance(value, list) else [value]
@@ -345,7 +350,8 @@ def _check_combinations(settings, metric_names):
     for name in metric_names:
         if name in metrics.CLASSIFICATION_METRICS and real_labels:
             raise SpecError(f"metrics: '{name}' needs +-1 labels but data.labels includes 'real'; set data.labels = 'sign'")
-    one_dimensional = [name for name in _values(settings, "data.name") if name in data.ONE_DIMENSIONAL]
+    names = _values(settings, "data.name")
+    one_dimensional = [name for name in names if name in data.ONE_DIMENSIONAL]
     one_dimensional += [name for name in metric_names if name in metrics.ONE_DIMENSIONAL_METRICS]
     if one_dimensional and _values(settings, "data.d") != [1]:
         raise SpecError(f"data.d: got {settings['data.d']!r}; {', '.join(one_dimensional)} needs data.d = 1")
@@ -353,7 +359,6 @@ def _check_combinations(settings, metric_names):
         batch, n = max(_values(settings, "optimizer.batch_size")), min(_values(settings, "data.n"))
         if batch > n:
             raise SpecError(f"optimizer.batch_size: got {batch}; expected at most data.n = {n}")
-    names = _values(settings, "data.name")
     generated = [n for n in names if n not in data.GIVEN]
     if "parity" in names and max(_values(settings, "data.k")) > min(_values(settings, "data.d")):
         raise SpecError(f"data.k: got {settings['data.k']!r}; parity needs k <= data.d = {settings['data.d']!r}")
@@ -375,7 +380,7 @@ def _check_combinations(settings, metric_names):
                         "no bias, on data.name = 'single_index' with data.link = 'square'; use population_risk otherwise")
     if settings["measure.escape_metric"] and settings["measure.escape_metric"] not in metric_names:
         raise SpecError(f"measure.escape_metric: got {settings['measure.escape_metric']!r}; it must be one of the spec's metrics: {', '.join(metric_names)}")
-    logged = set(int(t) for t in np.unique(np.append(np.arange(0, settings["steps"] + 1, settings["log_every"]), settings["steps"])))
+    logged = set(logged_steps(settings["steps"], settings["log_every"]).tolist())
     for key in ("measure.ntk_steps", "summary_steps"):
         unlogged = [t for t in settings[key] if t not in logged]
         if unlogged:
