@@ -103,8 +103,7 @@ def phase_diagram(summary: pd.DataFrame, x: str, y: str, value: str, reduce: str
                   loc="upper center", bbox_to_anchor=(0.5, -0.12), frameon=False)
     ax.set_xlabel(x)
     ax.set_ylabel(y)
-    where = ", ".join(f"{k} = {v}" for k, v in (select or {}).items())
-    ax.set_title(title or f"{value} over {x} and {y}" + (f" ({where})" if where else ""))
+    ax.set_title(title or f"{value} over {x} and {y}" + _selection(select))
     return fig
 
 
@@ -137,9 +136,13 @@ def curves(history: pd.DataFrame, metric: str, hue: str | None = None, *, logy: 
         fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, label=hue)
     elif hue:
         ax.legend(fontsize="small")
-    where = ", ".join(f"{k} = {v}" for k, v in (select or {}).items())
-    ax.set_title(title or f"{metric} against {x}" + (f" by {hue}" if hue else "") + (f" ({where})" if where else ""))
+    ax.set_title(title or f"{metric} against {x}" + (f" by {hue}" if hue else "") + _selection(select))
     return fig
+
+
+def _selection(select: dict | None) -> str:
+    """' (k = v, ...)' for a title, or '' without a selection."""
+    return f" ({', '.join(f'{k} = {v}' for k, v in select.items())})" if select else ""
 
 
 def _select(table: pd.DataFrame, select: dict | None) -> pd.DataFrame:
@@ -178,8 +181,7 @@ def lines(summary: pd.DataFrame, x: str, y: list[str], hue: str | None = None, r
     ax.set_xlabel(x)
     ax.set_ylabel(f"{reduce} over seeds")
     ax.legend(fontsize="small")
-    where = ", ".join(f"{k} = {v}" for k, v in (select or {}).items())
-    ax.set_title(title or f"{', '.join(y)} against {x}" + (f" ({where})" if where else ""))
+    ax.set_title(title or f"{', '.join(y)} against {x}" + _selection(select))
     return fig
 
 
