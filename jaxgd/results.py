@@ -121,25 +121,17 @@ class Results:
             return f"jaxgd: {s['runs']:,} runs x {s['steps']:,} steps, collected from {s.get('parts', '?')} parts"
         index, count = s.get("process", [0, 1])
         who = f"jaxgd [process {index + 1}/{count}]" if count > 1 else "jaxgd"
+        runs = f"{who}: {s['runs']:,} runs x {s['steps']:,} steps"
         done, before = s.get("runs_done", s["runs"]), s.get("runs_before", 0)
-        head = f"{who}: {s['runs']:,} runs x {s['steps']:,} steps in {s['wall_s']:.1f} s"
-        if count > 1:
-            head += f" ({done:,} of them here"
-        elif before:
-            head += f" ({done:,} now, {before:,} done before"
-        else:
-            head += " ("
         if not done:
-            return f"{who}: {s['runs']:,} runs x {s['steps']:,} steps: nothing left to run, every run was done before"
+            return f"{runs}: nothing left to run, every run was done before"
+        programs = s.get("programs", s["groups"])
         cached = f", {s['compile_cache_hits']} from cache" if s.get("compile_cache_hits") else ""
         devices = f" on {s['devices']} devices" if s.get("devices", 1) > 1 else ""
-        programs = s.get("programs", s["groups"])
-        line = (
-            head + ("; " if head[-1] != "(" else "")
-            + f"compile {s['compile_s']:.1f} s, {programs} program{'s' * (programs != 1)}{cached}, "
-            f"{s['chunks']} chunk{'s' * (s['chunks'] != 1)}{devices}); "
-            f"{s['run_steps_per_s']:,.0f} run-steps/s on {s['device']}"
-        )
+        details = [f"{done:,} of them here"] if count > 1 else [f"{done:,} now, {before:,} done before"] if before else []
+        details.append(f"compile {s['compile_s']:.1f} s, {programs} program{'s' * (programs != 1)}{cached}, "
+                       f"{s['chunks']} chunk{'s' * (s['chunks'] != 1)}{devices}")
+        line = f"{runs} in {s['wall_s']:.1f} s ({'; '.join(details)}); {s['run_steps_per_s']:,.0f} run-steps/s on {s['device']}"
         if s.get("out_of_memory_retries"):
             line += f"; out of memory: chunks cut to {min(s['chunk_sizes'])} runs per device"
         return line
