@@ -233,7 +233,7 @@ def execute(plan: Plan, progress: bool = True, *, todo: np.ndarray | None = None
     `on_chunk(run_ids, history, diverged_step)` receives its real runs' results.
     A call that runs out of device memory is retried with chunks half the size."""
     spec = plan.spec
-    steps = logged_steps(spec.settings["steps"], spec.settings["log_every"])
+    steps = plan.logged_steps
     dtype = np.dtype(spec.settings["dtype"])
     history = {m: np.full((plan.n_runs, len(steps)), np.nan, dtype) for m in spec.metrics}
     diverged_step = np.full(plan.n_runs, -1, np.int64)

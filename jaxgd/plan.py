@@ -108,6 +108,10 @@ class Plan:
     def n_runs(self) -> int:
         return len(self.runs)
 
+    @property
+    def logged_steps(self) -> np.ndarray:
+        return logged_steps(self.spec.settings["steps"], self.spec.settings["log_every"])
+
 
 # Without engine.chunk_size, a group is cut into at least this many chunks (so that as
 # many devices can share it), unless that would make chunks smaller than this many runs.

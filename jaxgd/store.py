@@ -32,7 +32,7 @@ import tomli_w
 
 from jaxgd import spec as specs
 from jaxgd.engine import Outputs
-from jaxgd.plan import Plan, logged_steps
+from jaxgd.plan import Plan
 
 PARTS, SPEC_FILE = "parts", "spec.toml"
 # Settings a resumed sweep may change: its name, its plots, and how its runs are cut into
@@ -147,7 +147,7 @@ class Store:
     # -- writing --------------------------------------------------------------------
     def writer(self, plan: Plan) -> "PartWriter":
         """A callable `(run_ids, history, diverged_step)` that saves one finished chunk."""
-        return PartWriter(self, logged_steps(plan.spec.settings["steps"], plan.spec.settings["log_every"]))
+        return PartWriter(self, plan.logged_steps)
 
     # -- reading --------------------------------------------------------------------
     def manifest(self) -> dict[str, list[dict]]:
@@ -164,7 +164,7 @@ class Store:
 
     def scan(self, plan: Plan) -> Scan:
         """Every recorded part, checked against its manifest entry and the plan."""
-        steps = logged_steps(plan.spec.settings["steps"], plan.spec.settings["log_every"])
+        steps = plan.logged_steps
         metrics = set(plan.spec.metrics)
         parts, damaged = [], {}
         finished = np.zeros(plan.n_runs, bool)
@@ -208,7 +208,7 @@ class Store:
                 f"{self.out} holds {scan.n_finished:,} of {plan.n_runs:,} runs ({missing:,} missing{damaged}); "
                 f"finish them with `jaxgd run --resume --out {self.out}`"
             )
-        steps = logged_steps(plan.spec.settings["steps"], plan.spec.settings["log_every"])
+        steps = plan.logged_steps
         dtype = np.dtype(plan.spec.settings["dtype"])
         history = {m: np.full((plan.n_runs, len(steps)), np.nan, dtype) for m in plan.spec.metrics}
         diverged_step = np.full(plan.n_runs, -1, np.int64)
