@@ -31,7 +31,7 @@ one large matmul (`--peak-n`, float32, precision `highest`) at the start of the 
 
     python benchmarks/suite.py [--quick] [--sizes tiny medium large] [--repeats R]
                                [--contenders engine floor loop torch_loop torch_bmm]
-                               [--chunk-size C]
+                               [--chunk-size C] [--all-cores]
 """
 
 from __future__ import annotations
@@ -49,6 +49,8 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+import jaxgd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import engine_vs_loop as evl  # noqa: E402
@@ -329,12 +331,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="a few runs and steps: a smoke test of seconds")
     parser.add_argument("--repeats", type=int, help="timed repeats per contender, best kept (default 2; 1 with --quick)")
     parser.add_argument("--chunk-size", type=int, default=0, help="engine.chunk_size of the engine (default 0: its own choice)")
+    parser.add_argument("--all-cores", action="store_true",
+                        help="one JAX device per core, as `jaxgd run` does on a CPU: the engine puts a chunk on each, "
+                             "the other JAX contenders run on the first device as written")
     parser.add_argument("--peak-n", type=int, help="side of the matmul that measures the peak (default 2048; 256 with --quick)")
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    if args.all_cores:
+        jaxgd.use_all_cores()
     # Compile afresh: programs loaded from jaxgd's persistent compilation cache would
     # hide compile times (a sweep reuses the programs an earlier one in this process made).
     os.environ["JAXGD_COMPILE_CACHE"] = "off"

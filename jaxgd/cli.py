@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from jaxgd import api, plot
+from jaxgd import api, host, plot
 from jaxgd.results import Results
 from jaxgd.spec import REDUCERS, SpecError, parse_overrides
 
@@ -33,6 +33,8 @@ def _run(args) -> None:
         from jaxgd import distributed
 
         distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+    else:  # several processes may share a host, and its cores, under --distributed
+        host.use_all_cores()
     spec = _spec_for(args)
     if args.slurm is not None:
         return _submit(args, spec)

@@ -1,7 +1,7 @@
 """The engine: `train_run` is one gradient-descent run as a pure function of its
-settings and seed; `execute` compiles `jit(vmap(train_run))` once per group of runs
-with the same static settings and calls it chunk by chunk, the run axis sharded over
-every device of the process."""
+settings and seed; `execute` compiles `jit(vmap(train_run))` (or a `lax.map` of it,
+see STRATEGIES) once per group of runs with the same static settings and calls it chunk
+by chunk, the run axis split over every device of the process."""
 
 from __future__ import annotations
 
@@ -196,16 +196,30 @@ def local_mesh() -> Mesh:
     return Mesh(np.array(jax.local_devices()), ("runs",))
 
 
+def map_runs(one_run):
+    """The runs of a chunk one after another (`lax.map`): each computed as if alone."""
+    return lambda hyper, seeds: jax.lax.map(lambda run: one_run(*run), (hyper, seeds))
+
+
+# How one device trains the runs of its chunk (`engine.strategy`; plan.strategy picks
+# one for "auto"): `vmap` batches them into one program, `map` trains them one after
+# another in one call.
+STRATEGIES = {"vmap": jax.vmap, "map": map_runs}
+
+
 def compile_group(group: Group, size: int | None = None, mesh: Mesh | None = None):
-    """The compiled `jit(vmap(train_run))` of a group for `size` runs per device
-    (default: the group's chunk size) on each device of `mesh` (default: all of this
-    process's), with the run axis sharded over the mesh; and the seconds it took."""
+    """The compiled program of a group for `size` runs per device (default: the group's
+    chunk size) on each device of `mesh` (default: all of this process's): the run axis
+    is split over the mesh and each device trains its runs by the group's strategy,
+    `vmap(train_run)` or `map(train_run)`. Returns it and the seconds it took."""
     mesh = mesh or local_mesh()
     runs = NamedSharding(mesh, P("runs"))
     n = (size or group.chunk_size) * mesh.size
     shape = lambda dtype: jax.ShapeDtypeStruct((n,), dtype, sharding=runs)
     start = time.perf_counter()
-    program = jax.jit(jax.vmap(partial(train_run, group.static)), in_shardings=runs, out_shardings=runs)
+    per_device = STRATEGIES[group.strategy](partial(train_run, group.static))
+    # Runs never talk to each other: no collectives, so no replication checks to make.
+    program = jax.jit(jax.shard_map(per_device, mesh=mesh, in_specs=P("runs"), out_specs=P("runs"), check_vma=False))
     compiled = program.lower({k: shape(v.dtype) for k, v in group.hyper.items()}, shape(group.seeds.dtype)).compile()
     return compiled, time.perf_counter() - start
 

@@ -26,6 +26,14 @@ from jaxgd.spec import SCHEMA, Spec, logged_steps
 CPU_BUDGET_CAP = 8 * 2**20
 
 
+# On the host, a run whose working set (bytes_per_run) is above this is trained alone,
+# the runs of a chunk one after another in one call ("map"), rather than vmapped with
+# the others: batched, such runs were no faster than a loop of per-run programs on the
+# 2-core EPYC, while small runs were up to 3x faster batched (benchmarks/RESULTS.md,
+# "Host strategy").
+HOST_MAP_ABOVE_BYTES = 512 * 2**10
+
+
 def is_traced(key: str) -> bool:
     """Float settings are traced (vmapped over runs); all others are static."""
     return SCHEMA[key].type is float
@@ -76,11 +84,23 @@ def bytes_per_run(static: Static) -> int:
     return values * static["dtype"].itemsize
 
 
+def on_host() -> bool:
+    return jax.local_devices()[0].platform == "cpu"
+
+
+def strategy(static: Static) -> str:
+    """How a device trains the runs of a chunk (engine.STRATEGIES): engine.strategy, or
+    for "auto" `map` for large runs on the host and `vmap` everywhere else."""
+    chosen = static["engine.strategy"]
+    if chosen != "auto":
+        return chosen
+    return "map" if on_host() and bytes_per_run(static) > HOST_MAP_ABOVE_BYTES else "vmap"
+
+
 def default_memory_budget() -> int:
     """Half of the accelerator's memory, or on the host a cache-sized CPU_BUDGET_CAP
     (8 MiB; a quarter of RAM if that is less)."""
-    device = jax.local_devices()[0]
-    stats = device.memory_stats() if device.platform != "cpu" else None
+    stats = None if on_host() else jax.local_devices()[0].memory_stats()
     if stats and "bytes_limit" in stats:
         return int(stats["bytes_limit"] // 2)
     ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
@@ -96,6 +116,7 @@ class Group:
     seeds: np.ndarray  # (R,) uint32
     hyper: dict[str, np.ndarray]  # traced settings, each (R,)
     chunk_size: int
+    strategy: str  # how a device trains its chunk: a key of engine.STRATEGIES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,6 +183,7 @@ def make(spec: Spec) -> Plan:
                 seeds=rows["seed"].to_numpy().astype(np.uint32),
                 hyper=hyper,
                 chunk_size=_chunk_size(static, len(rows), budget, settings["engine.chunk_size"]),
+                strategy=strategy(static),
             )
         )
     return Plan(spec=spec, runs=runs, groups=groups)

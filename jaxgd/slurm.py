@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from jaxgd import compile_cache, engine, shares
+from jaxgd import compile_cache, engine, host, shares
 from jaxgd import plan as planning
 from jaxgd import spec as specs
 from jaxgd.store import Store
@@ -22,6 +22,7 @@ CLUSTERS = ("slurm", "local", "debug")
 def run_task(out: str, index: int, count: int, compile_cache_dir: str | None = None) -> dict:
     """Task `index` of `count`: run its share of the sweep saved in `out`, skipping the
     runs already there, saving each chunk as it finishes. Returns its statistics."""
+    host.use_all_cores()  # the cores Slurm gave the task (cpus_per_task), on a CPU node
     store = Store(out)
     spec = store.saved_spec()
     if spec is None:

@@ -127,6 +127,7 @@ SCHEMA: dict[str, Setting] = {
     "engine.divergence_bound": _float(1e8, "a run whose training loss exceeds this (or is not finite) is frozen as diverged", positive=True),
     "engine.memory_budget_mb": _int(0, "MiB per device for one chunk of runs (0: half the accelerator's memory, or 8 MiB, about a CPU cache, on the host)", minimum=0, sweepable=False),
     "engine.chunk_size": _int(0, "most runs per device in one compiled call (0: from the memory budget)", minimum=0, sweepable=False),
+    "engine.strategy": _choice("auto", ("auto", "vmap", "map"), "how a device trains the runs of a chunk: vmap (batched), map (one after another), auto (map on the host for runs over 512 KiB, else vmap)", sweepable=False),
     "engine.precision": _choice("highest", ("highest", "high", "default"), "matmul precision", sweepable=False),
 }
 

@@ -36,9 +36,9 @@ from jaxgd.plan import Plan
 
 PARTS, SPEC_FILE = "parts", "spec.toml"
 # Settings a resumed sweep may change: its name, its plots, and how its runs are cut into
-# chunks (not which runs there are or what each computes; a different chunk size may
-# change values in the last bits, as XLA may compile other batch sizes differently).
-FREE_KEYS = ("name", "plot", "engine.memory_budget_mb", "engine.chunk_size")
+# chunks and batched (not which runs there are or what each computes; another chunk size
+# or strategy may change values in the last bits, as XLA compiles them differently).
+FREE_KEYS = ("name", "plot", "engine.memory_budget_mb", "engine.chunk_size", "engine.strategy")
 
 
 class IncompleteError(ValueError):

@@ -15,7 +15,8 @@ from jaxgd import spec as specs
 from scale_helpers import assert_same_results, child_env, jaxgd_cli, sweep, write_spec
 
 
-@pytest.mark.parametrize("engine_settings", [{"chunk_size": 5}, {}], ids=["chunks of 5", "default chunks"])
+@pytest.mark.parametrize("engine_settings", [{"chunk_size": 5}, {}, {"chunk_size": 5, "strategy": "map"}],
+                         ids=["chunks of 5", "default chunks", "chunks of 5, mapped"])
 def test_four_forced_cpu_devices_give_the_one_device_history(tmp_path, engine_settings):
     spec = sweep(**engine_settings)
     reference = jaxgd.run(spec, progress=False)

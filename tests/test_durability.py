@@ -17,7 +17,8 @@ from jaxgd import store as storage
 
 from scale_helpers import TIMEOUT, assert_same_results, child_env, jaxgd_cli, sweep, write_spec
 
-# 2 groups x 12 runs in chunks of 2: 12 chunks, 12 part files
+# 2 groups x 12 runs in chunks of 2: 12 chunks, saved in 12 parts by one device (a call
+# on several devices saves its chunks as one part)
 SPEC = sweep(chunk_size=2)
 
 # A child that runs the CLI but takes 0.3 s longer over every chunk (before saving it),
@@ -43,14 +44,23 @@ def reference():
     return jaxgd.run(SPEC, progress=False)
 
 
-def manifest_lines(out):
-    """Chunks recorded as saved (complete manifest lines)."""
-    def complete(line):
+def manifest_entries(out) -> list[dict]:
+    """The parts recorded as saved (complete manifest lines)."""
+    def entry(line):
         try:
-            return bool(json.loads(line))
+            return json.loads(line)
         except ValueError:
-            return False
-    return sum(complete(line) for p in (out / "parts").glob("manifest-*.jsonl") for line in p.read_text().splitlines())
+            return None
+    lines = [line for p in (out / "parts").glob("manifest-*.jsonl") for line in p.read_text().splitlines()]
+    return [e for e in map(entry, lines) if e]
+
+
+def manifest_lines(out) -> int:
+    return len(manifest_entries(out))
+
+
+def saved_runs(out) -> int:
+    return sum(e["runs"] for e in manifest_entries(out))
 
 
 def start_slow_run(spec_path, out):
@@ -74,13 +84,13 @@ def test_sigkill_in_the_middle_then_resume(tmp_path, reference):
     spec_path, out = write_spec(tmp_path / "s.toml", SPEC), tmp_path / "out"
     code, _ = stop_in_the_middle(start_slow_run(spec_path, out), out, signal.SIGKILL)
     assert code == -signal.SIGKILL
-    saved = manifest_lines(out)
-    assert 3 <= saved < 12 and not (out / "history.parquet").exists()
+    saved = saved_runs(out)
+    assert 6 <= saved < 24 and not (out / "history.parquet").exists()
 
     resumed = jaxgd_cli("run", "--resume", "--out", out)
     assert resumed.returncode == 0, resumed.stderr
     stats = json.loads((out / "stats.json").read_text())
-    assert stats["runs_before"] == 2 * saved and stats["runs_done"] == 24 - 2 * saved  # nothing run twice
+    assert stats["runs_before"] == saved and stats["runs_done"] == 24 - saved  # nothing run twice
     assert "done before" in resumed.stderr
     assert_same_results(out, reference)
 
@@ -89,12 +99,12 @@ def test_sigint_in_the_middle_then_the_same_command_again(tmp_path, reference):
     spec_path, out = write_spec(tmp_path / "s.toml", SPEC), tmp_path / "out"
     code, stderr = stop_in_the_middle(start_slow_run(spec_path, out), out, signal.SIGINT)
     assert code == 130 and "jaxgd run --resume" in stderr and "Traceback" not in stderr
-    saved = manifest_lines(out)
-    assert 3 <= saved < 12
+    saved = saved_runs(out)
+    assert 6 <= saved < 24
 
     again = jaxgd_cli("run", spec_path, "--out", out)
     assert again.returncode == 0, again.stderr
-    assert json.loads((out / "stats.json").read_text())["runs_done"] == 24 - 2 * saved
+    assert json.loads((out / "stats.json").read_text())["runs_done"] == 24 - saved
     assert_same_results(out, reference)
 
     done = jaxgd_cli("run", spec_path, "--out", out)  # a finished sweep: nothing to run, same tables

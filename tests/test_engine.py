@@ -9,6 +9,8 @@ import pytest
 
 import jaxgd
 from jaxgd import engine
+from jaxgd import plan as planning
+from jaxgd import spec as specs
 
 from conftest import make_spec
 
@@ -63,8 +65,9 @@ def test_run_in_grid_equals_run_alone(grid, run_id):
     assert max_relative_difference(in_grid, alone.history) <= 1e-5
 
 
-@pytest.mark.parametrize("chunking", [{"chunk_size": 7}, {"chunk_size": 64}, {"memory_budget_mb": 1}])
-def test_chunk_size_does_not_change_results(grid, chunking):
+@pytest.mark.parametrize("chunking", [{"chunk_size": 7}, {"chunk_size": 64}, {"memory_budget_mb": 1},
+                                      {"chunk_size": 7, "strategy": "map"}])
+def test_chunk_size_and_strategy_do_not_change_results(grid, chunking):
     chunked = jaxgd.run(grid_spec(**chunking), progress=False)
     assert chunked.stats["chunks"] > grid.stats["chunks"]
     assert max_relative_difference(chunked.history, grid.history) <= 1e-5
@@ -116,7 +119,21 @@ def test_divergence_bound_catches_finite_blowups():
     assert tight.summary.diverged.all() and (tight.summary.diverged_step == 0).all()
 
 
-def test_one_compilation_per_group(monkeypatch):
+def test_auto_strategy_maps_large_runs_on_the_host():
+    def strategy(width, **engine_settings):
+        spec = make_spec(data={"n": 512, "d": 32}, model={"width": width}, engine=engine_settings)
+        (group,) = planning.make(specs.load(spec)).groups
+        assert planning.bytes_per_run(group.static) > planning.HOST_MAP_ABOVE_BYTES or width < 256
+        return group.strategy
+
+    assert strategy(8) == "vmap"
+    assert strategy(256) == "map"
+    assert strategy(256, strategy="vmap") == "vmap" and strategy(8, strategy="map") == "map"
+
+
+@pytest.mark.parametrize("strategy", ["vmap", "map"])
+def test_one_compilation_per_group(monkeypatch, strategy):
+    chex.clear_trace_counter()  # counts are kept across the parametrized cases
     traced, train_run = [], engine.train_run
 
     @chex.assert_max_traces(n=2)
@@ -126,7 +143,8 @@ def test_one_compilation_per_group(monkeypatch):
 
     monkeypatch.setattr(engine, "train_run", counted_train_run)
     results = jaxgd.run(
-        make_spec(model={"width": [4, 8]}, optimizer={"lr": {"logspace": [-2, -1, 9]}}, engine={"chunk_size": 4}),
+        make_spec(model={"width": [4, 8]}, optimizer={"lr": {"logspace": [-2, -1, 9]}},
+                  engine={"chunk_size": 4, "strategy": strategy}),
         progress=False,
     )
     assert results.stats["groups"] == 2 and results.stats["chunks"] == 2 * 5
