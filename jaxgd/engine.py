@@ -21,7 +21,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from tqdm.auto import tqdm
 
 from jaxgd import data as datasets
-from jaxgd import compile_cache, hessian, losses, metrics, models, optim, rng
+from jaxgd import compile_cache, fused, hessian, losses, metrics, models, optim, rng
 from jaxgd.plan import Config, Group, Plan, Static, logged_steps
 from jaxgd.shares import cut
 
@@ -170,6 +170,13 @@ def train_run(static: Static, hyper: dict, seed):
     return history, state.diverged_step
 
 
+def train_runs_fused(static: Static, hyper: dict, seeds):
+    """The runs of `jax.vmap(train_run)`, from the same `setup`, trained by the fused
+    Pallas kernel instead (`engine.kernel = "fused"`, see jaxgd/fused.py)."""
+    runs = jax.vmap(lambda h, seed: setup(Config(static, h), seed))(hyper, seeds)
+    return fused.train(static, hyper, runs.data, runs.params)
+
+
 @contextlib.contextmanager
 def numerics(static: Static):
     """float64 when asked for; matmul precision as set (`highest` by default, since
@@ -205,7 +212,11 @@ def compile_group(group: Group, size: int | None = None, mesh: Mesh | None = Non
     n = (size or group.chunk_size) * mesh.size
     shape = lambda dtype: jax.ShapeDtypeStruct((n,), dtype, sharding=runs)
     start = time.perf_counter()
-    program = jax.jit(jax.vmap(partial(train_run, group.static)), in_shardings=runs, out_shardings=runs)
+    if group.static["engine.kernel"] == "fused":  # a Pallas call is not partitioned by jit: one per device
+        train_runs = jax.shard_map(partial(train_runs_fused, group.static), mesh=mesh, in_specs=P("runs"), out_specs=P("runs"), check_vma=False)
+    else:
+        train_runs = jax.vmap(partial(train_run, group.static))
+    program = jax.jit(train_runs, in_shardings=runs, out_shardings=runs)
     compiled = program.lower({k: shape(v.dtype) for k, v in group.hyper.items()}, shape(group.seeds.dtype)).compile()
     return compiled, time.perf_counter() - start
 
