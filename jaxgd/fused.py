@@ -68,6 +68,11 @@ def dot(x, y, contract):
                            precision=lax.Precision.HIGHEST, preferred_element_type=x.dtype)
 
 
+def input_scale(cfg):
+    """1, or 1/sqrt(d) with model.input_scaling = "sqrt_d" (d the real, unpadded dimension)."""
+    return models.INPUT_SCALINGS[cfg["model.input_scaling"]](cfg["data.d"])
+
+
 def per_sample_loss(cfg, f, y):
     """The loss of each sample and its derivative in f, from the registry loss
     (a mean, so applied to one sample at a time it is that sample's loss)."""
@@ -81,8 +86,7 @@ def block_pass(cfg, params, X, y, valid):
     both (B, m) and 0 on padded hidden units (act(0) need not be 0)."""
     W, a, b = params["W"], params["a"], params["b"]
     unit = lax.broadcasted_iota(jnp.int32, (1, W.shape[0]), 1) < cfg["model.width"]
-    input_scale = models.INPUT_SCALINGS[cfg["model.input_scaling"]](cfg["data.d"])
-    pre = input_scale * dot(X, W, (1, 1)) + b[None, :]
+    pre = input_scale(cfg) * dot(X, W, (1, 1)) + b[None, :]
     h, slope = jax.jvp(partial(models.activation, cfg), (pre,), (jnp.ones_like(pre),))
     h, slope = jnp.where(unit, h, 0.0), jnp.where(unit, slope, 0.0)
     f = models.output_scale(cfg) * jnp.sum(h * a[None, :], axis=1)
@@ -103,10 +107,12 @@ def over_blocks(rows: Rows, X_ref, y_ref, body, init):
 
 
 def mean_loss(cfg, rows: Rows, X_ref, y_ref, params):
-    """The loss of `params` on a whole data set (the test loss)."""
-    total = over_blocks(rows, X_ref, y_ref, lambda X, y, valid, total: total + block_pass(cfg, params, X, y, valid)[0],
-                        jnp.zeros((), params["a"].dtype))
-    return total / rows.n
+    """The loss of `params` on a whole data set, forward passes only (logged steps)."""
+
+    def add_block(X, y, valid, total):
+        return total + block_pass(cfg, params, X, y, valid)[0]
+
+    return over_blocks(rows, X_ref, y_ref, add_block, jnp.zeros((), params["a"].dtype)) / rows.n
 
 
 def loss_and_grads(cfg, rows: Rows, X_ref, y_ref, params):
@@ -125,9 +131,9 @@ def loss_and_grads(cfg, rows: Rows, X_ref, y_ref, params):
             "b": sums["b"] + jnp.sum(grad_pre, axis=0),
         }
 
-    sums = over_blocks(rows, X_ref, y_ref, add_block, {"loss": jnp.zeros((), params["a"].dtype), **jax.tree.map(jnp.zeros_like, params)})
-    input_scale = models.INPUT_SCALINGS[cfg["model.input_scaling"]](cfg["data.d"])
-    grads = {"W": input_scale * sums["W"] / rows.n, "a": sums["a"] / rows.n, "b": sums["b"] / rows.n}
+    zeros = {"loss": jnp.zeros((), params["a"].dtype), **jax.tree.map(jnp.zeros_like, params)}
+    sums = over_blocks(rows, X_ref, y_ref, add_block, zeros)
+    grads = {"W": input_scale(cfg) * sums["W"] / rows.n, "a": sums["a"] / rows.n, "b": sums["b"] / rows.n}
     return sums["loss"] / rows.n, grads
 
 
