@@ -21,7 +21,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from tqdm.auto import tqdm
 
 from jaxgd import data as datasets
-from jaxgd import compile_cache, hessian, losses, metrics, models, optim, rng
+from jaxgd import compile_cache, fused, hessian, losses, metrics, models, optim, rng
 from jaxgd.plan import Config, Group, Plan, Static, logged_steps
 from jaxgd.shares import cut
 
@@ -170,6 +170,13 @@ def train_run(static: Static, hyper: dict, seed):
     return history, state.diverged_step
 
 
+def train_runs_fused(static: Static, hyper: dict, seeds):
+    """The runs of `jax.vmap(train_run)`, from the same `setup`, trained by the fused
+    Pallas kernel instead (`engine.kernel = "fused"`, see jaxgd/fused.py)."""
+    runs = jax.vmap(lambda h, seed: setup(Config(static, h), seed))(hyper, seeds)
+    return fused.train(static, hyper, runs.data, runs.params)
+
+
 @contextlib.contextmanager
 def numerics(static: Static):
     """float64 when asked for; matmul precision as set (`highest` by default, since
@@ -196,28 +203,33 @@ def local_mesh() -> Mesh:
     return Mesh(np.array(jax.local_devices()), ("runs",))
 
 
-def map_runs(one_run):
+def map_runs(static: Static):
     """The runs of a chunk one after another (`lax.map`): each computed as if alone."""
-    return lambda hyper, seeds: jax.lax.map(lambda run: one_run(*run), (hyper, seeds))
+    return lambda hyper, seeds: jax.lax.map(lambda run: train_run(static, *run), (hyper, seeds))
 
 
-# How one device trains the runs of its chunk (`engine.strategy`; plan.strategy picks
-# one for "auto"): `vmap` batches them into one program, `map` trains them one after
-# another in one call.
-STRATEGIES = {"vmap": jax.vmap, "map": map_runs}
+# How one device trains the runs of its chunk (plan.strategy picks one from
+# `engine.strategy` and `engine.kernel`): `vmap` batches them into one program, `map`
+# trains them one after another in one call, `fused` in one Pallas kernel.
+STRATEGIES = {
+    "vmap": lambda static: jax.vmap(partial(train_run, static)),
+    "map": map_runs,
+    "fused": lambda static: partial(train_runs_fused, static),
+}
 
 
 def compile_group(group: Group, size: int | None = None, mesh: Mesh | None = None):
     """The compiled program of a group for `size` runs per device (default: the group's
     chunk size) on each device of `mesh` (default: all of this process's): the run axis
-    is split over the mesh and each device trains its runs by the group's strategy,
-    `vmap(train_run)` or `map(train_run)`. Returns it and the seconds it took."""
+    is split over the mesh (a Pallas call is not partitioned by jit: one per device) and
+    each device trains its runs by the group's strategy. Returns it and the seconds it
+    took."""
     mesh = mesh or local_mesh()
     runs = NamedSharding(mesh, P("runs"))
     n = (size or group.chunk_size) * mesh.size
     shape = lambda dtype: jax.ShapeDtypeStruct((n,), dtype, sharding=runs)
     start = time.perf_counter()
-    per_device = STRATEGIES[group.strategy](partial(train_run, group.static))
+    per_device = STRATEGIES[group.strategy](group.static)
     # Runs never talk to each other: no collectives, so no replication checks to make.
     program = jax.jit(jax.shard_map(per_device, mesh=mesh, in_specs=P("runs"), out_specs=P("runs"), check_vma=False))
     compiled = program.lower({k: shape(v.dtype) for k, v in group.hyper.items()}, shape(group.seeds.dtype)).compile()
@@ -309,6 +321,7 @@ def execute(plan: Plan, progress: bool = True, *, todo: np.ndarray | None = None
         "programs": programs,
         "chunks": calls,
         "chunk_sizes": sorted(sizes),
+        "strategies": sorted({group.strategy for group in plan.groups}),
         "devices": mesh.size,
         "out_of_memory_retries": halvings,
         "wall_s": wall,

@@ -89,8 +89,11 @@ def on_host() -> bool:
 
 
 def strategy(static: Static) -> str:
-    """How a device trains the runs of a chunk (engine.STRATEGIES): engine.strategy, or
-    for "auto" `map` for large runs on the host and `vmap` everywhere else."""
+    """How a device trains the runs of a chunk (engine.STRATEGIES): `fused` with
+    engine.kernel = "fused"; else engine.strategy, or for "auto" `map` for large runs
+    on the host and `vmap` everywhere else."""
+    if static["engine.kernel"] == "fused":
+        return "fused"
     chosen = static["engine.strategy"]
     if chosen != "auto":
         return chosen

@@ -129,6 +129,7 @@ SCHEMA: dict[str, Setting] = {
     "engine.chunk_size": _int(0, "most runs per device in one compiled call (0: from the memory budget)", minimum=0, sweepable=False),
     "engine.strategy": _choice("auto", ("auto", "vmap", "map"), "how a device trains the runs of a chunk: vmap (batched), map (one after another), auto (map on the host for runs over 512 KiB, else vmap)", sweepable=False),
     "engine.precision": _choice("highest", ("highest", "high", "default"), "matmul precision", sweepable=False),
+    "engine.kernel": _choice("xla", ("xla", "fused"), "training loop: 'xla' (vmapped lax loop) or 'fused' (one Pallas kernel; gd, train_loss and test_loss only)", sweepable=False),
 }
 
 TABLES = ("data", "model", "optimizer", "loss", "measure", "engine", "plot")
@@ -337,8 +338,36 @@ def _values(settings, key) -> list:
     return value if isinstance(value, list) else [value]
 
 
+# What `engine.kernel = "fused"` (jaxgd/fused.py) supports, beyond which it is refused:
+# setting -> allowed values; and the metrics it computes.
+FUSED_KERNEL_ALLOWS = {
+    # gelu: JAX's Triton backend has no rule for erfc, so the kernel would not compile on GPUs
+    "model.activation": tuple(name for name in models.ACTIVATIONS if name != "gelu"),
+    "optimizer.name": ("gd",),
+    "model.constraint": ("none",),
+    "engine.precision": ("highest",),
+}
+FUSED_KERNEL_METRICS = ("train_loss", "test_loss")
+
+
+def _check_fused_kernel(settings, metric_names):
+    def refuse(key, value, allowed):
+        raise SpecError(f"{key}: got {value!r}; with engine.kernel = 'fused' expected "
+                        + ("one of " if len(allowed) > 1 else "") + ", ".join(repr(v) for v in allowed))
+
+    for key, allowed in FUSED_KERNEL_ALLOWS.items():
+        for value in _values(settings, key):
+            if value not in allowed:
+                refuse(key, value, allowed)
+    for name in metric_names:
+        if name not in FUSED_KERNEL_METRICS:
+            refuse("metrics", name, FUSED_KERNEL_METRICS)
+
+
 def _check_combinations(settings, metric_names):
     """Constraints between settings, checked for every combination the grid contains."""
+    if settings["engine.kernel"] == "fused":
+        _check_fused_kernel(settings, metric_names)
     if settings["log_every"] > settings["steps"]:
         raise SpecError(f"log_every: got {settings['log_every']}; expected 1 <= log_every <= steps = {settings['steps']}")
     real_labels = "real" in _values(settings, "data.labels")
