@@ -8,8 +8,12 @@ engine's own, drawn from each run's seed), and must log the same train_loss hist
 the suite reports the largest relative difference from the engine's.
 
 Contenders:
-- engine: `jaxgd.run` (one `jit(vmap(train_run))` per chunk of runs; its own stats:
-  wall time less compile time, so copying results back and making the rows is in it).
+- engine: `jaxgd.run` (one compiled call per chunk of runs, each device training its
+  runs by the strategy the engine picks for the size: vmapped, or mapped one after
+  another; its own stats: wall time less compile time, so copying results back and
+  making the rows is in it).
+- fused: `jaxgd.run` with `engine.kernel = "fused"` (one Pallas kernel per chunk; on
+  a CPU only when asked for, as it runs in Pallas's interpret mode there).
 - floor: a minimal `jit(vmap(lax.scan(gd_step)))` over all runs, written in a few
   lines (`floor_program`), data and parameters given as arrays.
 - loop: a Python loop calling `jit(engine.train_run)` for one run, compiled once
@@ -30,7 +34,7 @@ through memory 6 times (forward and backward) plus the data and the parameters o
 one large matmul (`--peak-n`, float32, precision `highest`) at the start of the run.
 
     python benchmarks/suite.py [--quick] [--sizes tiny medium large] [--repeats R]
-                               [--contenders engine floor loop torch_loop torch_bmm]
+                               [--contenders engine fused floor loop torch_loop torch_bmm]
                                [--chunk-size C] [--all-cores]
 """
 
@@ -80,7 +84,7 @@ SIZES = {
 QUICK = {"tiny": Size(n=64, d=8, m=32, runs=16, steps=50),
          "medium": Size(n=256, d=32, m=128, runs=8, steps=20),
          "large": Size(n=1024, d=64, m=512, runs=2, steps=10)}
-CONTENDERS = ("engine", "floor", "loop", "torch_loop", "torch_bmm")
+CONTENDERS = ("engine", "fused", "floor", "loop", "torch_loop", "torch_bmm")
 # The per-run PyTorch loop trains at most this many run-steps (a subset of the runs).
 TORCH_LOOP_RUN_STEPS = 20_000
 
@@ -177,8 +181,8 @@ class Result:
     note: str = ""
 
 
-def contender_engine(work: Work, chunk_size: int):
-    spec = dict(work.spec, engine={"chunk_size": chunk_size})
+def contender_engine(work: Work, chunk_size: int, kernel: str = "xla"):
+    spec = dict(work.spec, engine={"chunk_size": chunk_size, "kernel": kernel})
 
     def go() -> Result:
         timing, stats = evl.run_engine(spec)
@@ -275,6 +279,7 @@ def measure(name: str, size: Size, contenders: list[str], repeats: int, chunk_si
     work = make_work(spec, size)
     makers = {
         "engine": lambda: contender_engine(work, chunk_size),
+        "fused": lambda: contender_engine(work, chunk_size, "fused"),
         "floor": lambda: contender_floor(work),
         "loop": lambda: contender_loop(work),
         "torch_loop": lambda: contender_torch_loop(work),
@@ -327,7 +332,8 @@ def git_commit() -> str:
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", nargs="+", choices=list(SIZES), default=list(SIZES))
-    parser.add_argument("--contenders", nargs="+", choices=CONTENDERS, default=list(CONTENDERS))
+    parser.add_argument("--contenders", nargs="+", choices=CONTENDERS,
+                        help="default: all; on a CPU all but fused (Pallas interpret mode there: for checking, slow)")
     parser.add_argument("--quick", action="store_true", help="a few runs and steps: a smoke test of seconds")
     parser.add_argument("--repeats", type=int, help="timed repeats per contender, best kept (default 2; 1 with --quick)")
     parser.add_argument("--chunk-size", type=int, default=0, help="engine.chunk_size of the engine (default 0: its own choice)")
@@ -363,7 +369,8 @@ def main(argv=None) -> None:
         "load average at the start: " + ", ".join(f"{x:.2f}" for x in os.getloadavg()),
     ]
     print("\n".join(header), file=sys.stderr)
-    rows = [row for name, size in sizes.items() for row in measure(name, size, args.contenders, repeats, args.chunk_size, peak)]
+    contenders = args.contenders or [c for c in CONTENDERS if c != "fused" or jax.default_backend() != "cpu"]
+    rows = [row for name, size in sizes.items() for row in measure(name, size, contenders, repeats, args.chunk_size, peak)]
     header.append("load average at the end: " + ", ".join(f"{x:.2f}" for x in os.getloadavg()))
     print("\n".join("- " + line for line in header))
     print()
