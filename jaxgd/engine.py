@@ -1,7 +1,7 @@
 """The engine: `train_run` is one gradient-descent run as a pure function of its
-settings and seed; `execute` compiles `jit(vmap(train_run))` (or a `lax.map` of it,
-see STRATEGIES) once per group of runs with the same static settings and calls it chunk
-by chunk, the run axis split over every device of the process."""
+settings and seed; `execute` compiles one program per group of runs with the same
+static settings (`vmap` or `lax.map` of train_run, or the fused kernel: STRATEGIES) and
+calls it chunk by chunk, the run axis split over every device of the process."""
 
 from __future__ import annotations
 
@@ -84,7 +84,7 @@ def train_run(static: Static, hyper: dict, seed):
         return losses.loss(cfg, {**frozen, **trainable}, X, y)
 
     def check_divergence(state, value, step):
-        bad = ~jnp.isfinite(value) | (value > cfg["engine.divergence_bound"])
+        bad = losses.diverged(cfg, value)
         first = state.alive & bad
         return state.replace(
             alive=state.alive & ~bad,

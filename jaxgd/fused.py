@@ -68,11 +68,6 @@ def dot(x, y, contract):
                            precision=lax.Precision.HIGHEST, preferred_element_type=x.dtype)
 
 
-def input_scale(cfg):
-    """1, or 1/sqrt(d) with model.input_scaling = "sqrt_d" (d the real, unpadded dimension)."""
-    return models.INPUT_SCALINGS[cfg["model.input_scaling"]](cfg["data.d"])
-
-
 def per_sample_loss(cfg, f, y):
     """The loss of each sample and its derivative in f, from the registry loss
     (a mean, so applied to one sample at a time it is that sample's loss)."""
@@ -86,7 +81,7 @@ def block_pass(cfg, params, X, y, valid):
     both (B, m) and 0 on padded hidden units (act(0) need not be 0)."""
     W, a, b = params["W"], params["a"], params["b"]
     unit = lax.broadcasted_iota(jnp.int32, (1, W.shape[0]), 1) < cfg["model.width"]
-    pre = input_scale(cfg) * dot(X, W, (1, 1)) + b[None, :]
+    pre = models.input_scale(cfg) * dot(X, W, (1, 1)) + b[None, :]
     h, slope = jax.jvp(partial(models.activation, cfg), (pre,), (jnp.ones_like(pre),))
     h, slope = jnp.where(unit, h, 0.0), jnp.where(unit, slope, 0.0)
     f = models.output_scale(cfg) * jnp.sum(h * a[None, :], axis=1)
@@ -133,7 +128,7 @@ def loss_and_grads(cfg, rows: Rows, X_ref, y_ref, params):
 
     zeros = {"loss": jnp.zeros((), params["a"].dtype), **jax.tree.map(jnp.zeros_like, params)}
     sums = over_blocks(rows, X_ref, y_ref, add_block, zeros)
-    grads = {"W": input_scale(cfg) * sums["W"] / rows.n, "a": sums["a"] / rows.n, "b": sums["b"] / rows.n}
+    grads = {"W": models.input_scale(cfg) * sums["W"] / rows.n, "a": sums["a"] / rows.n, "b": sums["b"] / rows.n}
     return sums["loss"] / rows.n, grads
 
 
@@ -151,7 +146,7 @@ class State(NamedTuple):
 
 def check_divergence(cfg, state: State, loss, t) -> State:
     """Freeze the run from the first step whose training loss is non-finite or above the bound."""
-    bad = ~jnp.isfinite(loss) | (loss > cfg["engine.divergence_bound"])
+    bad = losses.diverged(cfg, loss)
     return state._replace(alive=state.alive & ~bad, diverged_step=jnp.where(state.alive & bad, t, state.diverged_step))
 
 

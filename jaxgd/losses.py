@@ -30,6 +30,12 @@ LOSSES = {"mse": mse, "logistic": logistic, "huber": huber}
 CLASSIFICATION_LOSSES = ("logistic",)
 
 
+def diverged(cfg, value):
+    """Whether a training loss marks its run as diverged: not finite, or above
+    engine.divergence_bound."""
+    return ~jnp.isfinite(value) | (value > cfg["engine.divergence_bound"])
+
+
 def loss(cfg, params, X, y):
     """The training loss `loss.name` of the network `params` on (X, y)."""
     return LOSSES[cfg["loss.name"]](models.predict(cfg, params, X), y, cfg)

@@ -86,7 +86,7 @@ def lipschitz_fd(cfg, s):
 def lipschitz_upper(cfg, s):
     """Lip(act) * c_m * ||a||_2 * ||W||_op (/ sqrt(d) with input scaling): an upper bound on Lip(f)."""
     lip_act = models.ACTIVATIONS[cfg["model.activation"]].lipschitz(cfg)
-    W_op = models.INPUT_SCALINGS[cfg["model.input_scaling"]](cfg["data.d"]) * jnp.linalg.norm(s.params["W"], ord=2)
+    W_op = models.input_scale(cfg) * jnp.linalg.norm(s.params["W"], ord=2)
     return lip_act * models.output_scale(cfg) * jnp.linalg.norm(s.params["a"]) * W_op
 
 

@@ -58,6 +58,11 @@ INPUT_SCALINGS = {"none": lambda d: 1.0, "sqrt_d": lambda d: d**-0.5}
 LAYERS = ("W", "a", "b")
 
 
+def input_scale(cfg):
+    """The multiplier of w_j . x: 1, or 1/sqrt(d) with model.input_scaling = "sqrt_d"."""
+    return INPUT_SCALINGS[cfg["model.input_scaling"]](cfg["data.d"])
+
+
 def activation(cfg, z):
     return ACTIVATIONS[cfg["model.activation"]].fn(z, cfg)
 
