@@ -1,22 +1,25 @@
-"""Data sets: one registry entry per data set.
+"""Data sets (registered components), settings under [data].
 
-A generated data set is a `Generator`: a teacher drawn once per seed, then i.i.d.
-samples `(X, y)` of any size, all from the run's standard-Gaussian draws (`rng.Draws`),
-so data are generated inside the compiled program. `make` draws the teacher, an
-independent train and test set, adds label noise `noise * N(0, 1)` and takes the sign
-for `data.labels = "sign"`. Given data (`data.name = "file"` or `"inline"`) are fixed
-arrays (`jaxgd.given`), with the same noise and label handling.
+A data set is `sample(draws, n, d, *, settings) -> (X (n, d), y (n,))`, or with a
+teacher drawn once per run, `sample(draws, n, d, teacher, *, settings)` registered with
+`teacher=draw_teacher(draws, d, *, settings)`. `draws` is the run's stream of standard
+Gaussians (`rng.Draws`: data are generated inside the compiled program, from one draw
+per run); a user's data set may take a JAX `key` as its first argument instead. Label
+noise `noise * N(0, 1)` and the sign for `data.labels = "sign"` are added by `make`.
+Given data (`data.name = "file"` or `"inline"`) are fixed arrays (`jaxgd.given`), with
+the same noise and label handling.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+import inspect
+from typing import Any, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax.scipy.special import ndtr
 
-from jaxgd import models
+from jaxgd.registry import RANDOMNESS, dataset
 
 
 class Dataset(NamedTuple):
@@ -26,79 +29,98 @@ class Dataset(NamedTuple):
     y_test: jax.Array  # (n_test,)
 
 
-class Generator(NamedTuple):
-    sample: Callable[..., tuple[jax.Array, jax.Array]]  # (draws, n, cfg, teacher) -> (X, y)
-    draw_teacher: Callable[..., Any] = lambda draws, cfg: None  # (draws, cfg) -> teacher
-
-
-def gaussian_inputs(draws, n, cfg):
+def gaussian_inputs(draws, n, d):
     """x ~ N(0, I_d)."""
-    return draws.normal((n, cfg["data.d"]))
+    return draws.normal((n, d))
 
 
-def uniform_inputs(draws, n, cfg):
+def uniform_inputs(draws, n, d):
     """x ~ U[-1, 1]^d, as 2 Phi(z) - 1 of standard Gaussians."""
-    return 2.0 * ndtr(draws.normal((n, cfg["data.d"]))) - 1.0
+    return 2.0 * ndtr(draws.normal((n, d))) - 1.0
 
 
-def teacher_on_gaussian_inputs(draw_teacher, target) -> Generator:
-    """x ~ N(0, I_d), y = target(teacher, X, cfg)."""
-
-    def sample(draws, n, cfg, teacher):
-        X = gaussian_inputs(draws, n, cfg)
-        return X, target(teacher, X, cfg)
-
-    return Generator(sample, draw_teacher)
+def projection(X, w, d):
+    """w . x / sqrt(d): unit variance for x ~ N(0, I_d) and w ~ N(0, I_d)."""
+    return X @ w / jnp.sqrt(d)
 
 
-def _projection(X, w, cfg):
-    return X @ w / jnp.sqrt(cfg["data.d"])
+def gaussian_direction(draws, d):
+    """w* ~ N(0, I_d)."""
+    return draws.normal((d,))
 
 
-def _draw_direction(draws, cfg):
-    """w* ~ N(0, I_d): then w* . x / sqrt(d) has unit variance for x ~ N(0, I_d)."""
-    return draws.normal((cfg["data.d"],))
+@dataset("linear_teacher", teacher=gaussian_direction, teacher_direction=True)
+def linear_teacher(draws, n, d, w_star):
+    """x ~ N(0, I_d), y = w* . x / sqrt(d)."""
+    X = gaussian_inputs(draws, n, d)
+    return X, projection(X, w_star, d)
 
 
-def _draw_two_layer_teacher(draws, cfg):
-    k, d = cfg["data.teacher_width"], cfg["data.d"]
-    return draws.normal((k, d)), draws.normal((k,))
+@dataset("relu_teacher", teacher=gaussian_direction, teacher_direction=True)
+def relu_teacher(draws, n, d, w_star):
+    """x ~ N(0, I_d), y = relu(w* . x / sqrt(d))."""
+    X = gaussian_inputs(draws, n, d)
+    return X, jax.nn.relu(projection(X, w_star, d))
 
 
-def _two_layer_target(teacher, X, cfg):
-    """y = k^-1/2 sum_i a*_i act(w*_i . x / sqrt(d))."""
+def two_layer_teacher_weights(draws, d, *, teacher_width: int = 4):
+    """W* (k, d) and a* (k,), standard Gaussian.
+    teacher_width: hidden units of two_layer_teacher"""
+    return draws.normal((teacher_width, d)), draws.normal((teacher_width,))
+
+
+@dataset("two_layer_teacher", teacher=two_layer_teacher_weights, names={"teacher_activation": "activation"})
+def two_layer_teacher(draws, n, d, teacher, *, teacher_activation: str = "relu"):
+    """x ~ N(0, I_d), y = k^-1/2 sum_i a*_i act(w*_i . x / sqrt(d)).
+    teacher_activation: activation of two_layer_teacher"""
     W_star, a_star = teacher
-    act = models.ACTIVATIONS[cfg["data.teacher_activation"]].fn
-    return act(_projection(X, W_star.T, cfg), cfg) @ a_star / jnp.sqrt(W_star.shape[0])
+    X = gaussian_inputs(draws, n, d)
+    return X, teacher_activation(projection(X, W_star.T, d)) @ a_star / jnp.sqrt(W_star.shape[0])
 
 
-def _random_labels(draws, n, cfg, teacher):
+@dataset("random_labels")
+def random_labels(draws, n, d):
     """x ~ N(0, I_d) and y ~ N(0, 1) independent of x (the 'adversarial labels' case)."""
-    return gaussian_inputs(draws, n, cfg), draws.normal((n,))
+    return gaussian_inputs(draws, n, d), draws.normal((n,))
 
 
-def _xor(draws, n, cfg, teacher):
+@dataset("sin_1d", requires=lambda d, **settings: None if d == 1 else "sin_1d needs data.d = 1")
+def sin_1d(draws, n, d, *, frequency: float = 1.0):
+    """x ~ U[-1, 1], y = sin(pi * frequency * x) (d = 1).
+    frequency: sin_1d: y = sin(pi * frequency * x)"""
+    X = uniform_inputs(draws, n, d)
+    return X, jnp.sin(jnp.pi * frequency * X[:, 0])
+
+
+@dataset("xor", labels_pm1=True, requires=lambda d, **settings: None if d >= 2 else "xor needs data.d >= 2")
+def xor(draws, n, d):
     """x ~ N(0, I_d), y = sign(x_1 x_2): XOR in the first two coordinates, the rest noise."""
-    X = gaussian_inputs(draws, n, cfg)
+    X = gaussian_inputs(draws, n, d)
     return X, jnp.sign(X[:, 0] * X[:, 1])
 
 
-def _parity(draws, n, cfg, teacher):
-    """x uniform on the hypercube {-1, 1}^d, y = x_1 x_2 ... x_k (k = data.k)."""
-    X = jnp.where(gaussian_inputs(draws, n, cfg) >= 0, 1.0, -1.0)
-    return X, jnp.prod(X[:, : cfg["data.k"]], axis=1)
+@dataset("parity", labels_pm1=True, minimum={"k": 1},
+         requires=lambda d, k, **settings: None if k <= d else f"data.k = {k}: parity needs k <= data.d = {d}")
+def parity(draws, n, d, *, k: int = 2):
+    """x uniform on the hypercube {-1, 1}^d, y = x_1 x_2 ... x_k.
+    k: parity: y = x_1 ... x_k"""
+    X = jnp.where(gaussian_inputs(draws, n, d) >= 0, 1.0, -1.0)
+    return X, jnp.prod(X[:, :k], axis=1)
 
 
-def _draw_cluster_centres(draws, cfg):
-    """data.clusters centres ~ N(0, I_d) (norm about sqrt(d)), labels alternating +-1."""
-    return draws.normal((cfg["data.clusters"], cfg["data.d"]))
+def cluster_centres(draws, d, *, clusters: int = 4):
+    """The centres ~ N(0, I_d) (norm about sqrt(d)), labels alternating +-1.
+    clusters: clusters: number of clusters (labels alternate +-1)"""
+    return draws.normal((clusters, d))
 
 
-def _clusters(draws, n, cfg, centres):
-    """x = a uniformly chosen centre + cluster_std * N(0, I_d); y = that cluster's label."""
+@dataset("clusters", teacher=cluster_centres, labels_pm1=True, minimum={"clusters": 2, "cluster_std": 0.0})
+def clusters(draws, n, d, centres, *, cluster_std: float = 0.1):
+    """x = a uniformly chosen centre + cluster_std * N(0, I_d); y = that cluster's label.
+    cluster_std: clusters: standard deviation around each centre"""
     k = centres.shape[0]
     choice = jnp.floor(k * ndtr(draws.normal((n,)))).astype(jnp.int32).clip(0, k - 1)
-    X = centres[choice] + cfg["data.cluster_std"] * gaussian_inputs(draws, n, cfg)
+    X = centres[choice] + cluster_std * gaussian_inputs(draws, n, d)
     return X, jnp.where(choice % 2 == 0, 1.0, -1.0)
 
 
@@ -107,68 +129,62 @@ def _clusters(draws, n, cfg, centres):
 LINKS = {"square": lambda z: z**2, "he2": lambda z: z**2 - 1, "he3": lambda z: z**3 - 3 * z}
 
 
-def _draw_unit_teacher(draws, cfg):
+def unit_teacher(draws, d):
     """w* ~ N(0, I_d) rescaled to norm sqrt(d), so that w* . w* / d = 1."""
-    w = draws.normal((cfg["data.d"],))
-    return w * jnp.sqrt(cfg["data.d"]) / jnp.linalg.norm(w)
+    w = draws.normal((d,))
+    return w * jnp.sqrt(d) / jnp.linalg.norm(w)
 
 
-def _single_index(draws, n, cfg, w_star):
-    """x ~ N(0, I_d), y = link(w* . x / sqrt(d)); label noise sqrt(Delta) z is data.noise."""
-    X = gaussian_inputs(draws, n, cfg)
-    return X, LINKS[cfg["data.link"]](_projection(X, w_star, cfg))
+@dataset("single_index", teacher=unit_teacher, teacher_direction=True)
+def single_index(draws, n, d, w_star, *, link: Literal[tuple(LINKS)] = "square"):
+    """x ~ N(0, I_d), y = link(w* . x / sqrt(d)); label noise sqrt(Delta) z is data.noise.
+    link: single_index: y = link(w* . x / sqrt(d)) + noise"""
+    X = gaussian_inputs(draws, n, d)
+    return X, LINKS[link](projection(X, w_star, d))
 
-
-def _sin_1d(draws, n, cfg, teacher):
-    """x ~ U[-1, 1], y = sin(pi * frequency * x) (d = 1)."""
-    X = uniform_inputs(draws, n, cfg)
-    return X, jnp.sin(jnp.pi * cfg["data.frequency"] * X[:, 0])
-
-
-DATASETS = {
-    "linear_teacher": teacher_on_gaussian_inputs(_draw_direction, lambda w, X, cfg: _projection(X, w, cfg)),
-    "relu_teacher": teacher_on_gaussian_inputs(
-        _draw_direction, lambda w, X, cfg: jax.nn.relu(_projection(X, w, cfg))
-    ),
-    "two_layer_teacher": teacher_on_gaussian_inputs(_draw_two_layer_teacher, _two_layer_target),
-    "random_labels": Generator(_random_labels),
-    "sin_1d": Generator(_sin_1d),
-    "xor": Generator(_xor),
-    "parity": Generator(_parity),
-    "clusters": Generator(_clusters, _draw_cluster_centres),
-    "single_index": Generator(_single_index, _draw_unit_teacher),
-}
 
 # Data sets given as arrays rather than generated (see jaxgd.given).
 GIVEN = ("file", "inline")
-# Data sets whose inputs are one-dimensional.
-ONE_DIMENSIONAL = ("sin_1d",)
-# Data sets whose labels are already +-1.
-BINARY = ("xor", "parity", "clusters")
 LABELS = ("real", "sign")
 
 
-def _labels(draws, y, cfg):
-    y = y + cfg["data.noise"] * draws.normal(y.shape)
-    if cfg["data.labels"] == "sign":
+def randomness(draws, fn):
+    """What `fn` (a data set or teacher) draws from: the stream itself, or a fresh key."""
+    first = next(iter(inspect.signature(fn).parameters))
+    return draws if first == RANDOMNESS[1] else draws.key()
+
+
+def labels(draws, y, *, noise, sign: bool, dtype):
+    """y + noise * N(0, 1), then its sign where asked (+-1 labels)."""
+    y = y + noise * draws.normal(y.shape)
+    if sign:
         y = jnp.where(y >= 0, 1.0, -1.0)
-    return y.astype(cfg["dtype"])
+    return y.astype(dtype)
 
 
-def sample(cfg, draws, n, teacher):
-    """n fresh samples (X, y) of a generated data set, label noise and sign included."""
-    X, y = DATASETS[cfg["data.name"]].sample(draws, n, cfg, teacher)
-    return X.astype(cfg["dtype"]), _labels(draws, y, cfg)
+class Source(NamedTuple):
+    """A data set with its settings bound: `sample(draws, n, teacher)` (None for given
+    data) and `draw_teacher(draws)` (None where it has none)."""
+
+    sample: Any
+    draw_teacher: Any
+    noise: Any
+    sign: bool
+    dtype: Any
+
+    def fresh(self, draws, n, teacher):
+        """n fresh samples (X, y), label noise and sign included."""
+        X, y = self.sample(draws, n, teacher)
+        return X.astype(self.dtype), labels(draws, y, noise=self.noise, sign=self.sign, dtype=self.dtype)
 
 
-def make(cfg, draws) -> tuple[Dataset, Any]:
+def make(source: Source, draws, *, n: int, n_test: int, given=None) -> tuple[Dataset, Any]:
     """The run's training and test sets, and its teacher (None where there is none)."""
-    if cfg["data.name"] in GIVEN:
-        X_train, y_train, X_test, y_test = (jnp.asarray(a, cfg["dtype"]) for a in cfg["data.given"].arrays)
-        return Dataset(X_train, _labels(draws, y_train, cfg), X_test, _labels(draws, y_test, cfg)), None
-    generator = DATASETS[cfg["data.name"]]
-    teacher = generator.draw_teacher(draws, cfg)
-    X_train, y_train = generator.sample(draws, cfg["data.n"], cfg, teacher)
-    X_test, y_test = generator.sample(draws, cfg["data.n_test"], cfg, teacher)
-    return Dataset(X_train.astype(cfg["dtype"]), _labels(draws, y_train, cfg),
-                   X_test.astype(cfg["dtype"]), _labels(draws, y_test, cfg)), teacher
+    noisy = lambda y: labels(draws, y, noise=source.noise, sign=source.sign, dtype=source.dtype)
+    if given is not None:
+        X_train, y_train, X_test, y_test = (jnp.asarray(a, source.dtype) for a in given.arrays)
+        return Dataset(X_train, noisy(y_train), X_test, noisy(y_test)), None
+    teacher = source.draw_teacher(draws) if source.draw_teacher else None
+    X_train, y_train = source.sample(draws, n, teacher)
+    X_test, y_test = source.sample(draws, n_test, teacher)
+    return Dataset(X_train.astype(source.dtype), noisy(y_train), X_test.astype(source.dtype), noisy(y_test)), teacher

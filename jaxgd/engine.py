@@ -21,7 +21,9 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from tqdm.auto import tqdm
 
 from jaxgd import data as datasets
-from jaxgd import compile_cache, fused, hessian, losses, metrics, models, optim, rng
+from jaxgd import compile_cache, fused, hessian, losses, metrics, models, optim, registry, rng
+from jaxgd.bind import Science, science
+from jaxgd.errors import SpecError
 from jaxgd.plan import Config, Group, Plan, Static, logged_steps
 from jaxgd.shares import cut
 
@@ -34,22 +36,21 @@ class RunSetup(NamedTuple):
     sharpness_start: jax.Array | None  # start of the power iteration, where sharpness is tracked
 
 
-def tracks(cfg, names) -> bool:
-    return any(name in cfg["metrics"] for name in names)
-
-
-def setup(cfg, seed) -> RunSetup:
+def setup(cfg: Config, run: Science, seed) -> RunSetup:
     """Everything random about a run, from its seed alone."""
     draws_key, batches_key, metrics_key = rng.run_keys(seed)
 
     def build(draws):
-        data, teacher = datasets.make(cfg, draws)
-        params = models.init(cfg, draws)
-        n_trained = sum(p.size for p in models.split_trainable(cfg, params)[0].values())
-        start = draws.normal((n_trained,)) if tracks(cfg, metrics.SHARPNESS_METRICS) else None
+        given = cfg.data.given if cfg.data.name in datasets.GIVEN else None
+        data, teacher = datasets.make(run.source, draws, n=cfg.data.n, n_test=cfg.data.n_test, given=given)
+        params = models.init(draws, width=cfg.model.width, d=cfg.data.d, w_scale=cfg.model.w_scale,
+                             a_init=cfg.model.a_init, a_scale=cfg.model.a_scale, bias=cfg.model.bias,
+                             b_scale=cfg.model.b_scale, constrain=run.constrain, dtype=cfg.dtype)
+        n_trained = sum(p.size for p in models.split(params, run.trained)[0].values())
+        start = draws.normal((n_trained,)) if "sharpness" in run.tracks else None
         return data, teacher, params, start
 
-    data, teacher, params, start = rng.draw(draws_key, build, cfg["dtype"])
+    data, teacher, params, start = rng.draw(draws_key, build, cfg.dtype)
     return RunSetup(data, teacher, params, batches_key, metrics_key, start)
 
 
@@ -71,20 +72,52 @@ class TrainState(struct.PyTreeNode):
     diverged_step: jax.Array  # int32: first step whose loss was non-finite or above the bound; -1 if none
 
 
+def measure(cfg: Config, run: Science, s: metrics.Snapshot) -> dict[str, jax.Array]:
+    """Every metric the spec asks for, cast to the run's dtype. Costly ones declared
+    `at_ntk_steps` are computed only at the logged steps measure.ntk_steps (all if empty)."""
+    values = {}
+    chosen = cfg.measure.ntk_steps
+    for name, metric in run.metrics.items():
+        component = registry.get("metric", name)
+
+        def value(metric=metric, component=component):
+            computed = jnp.asarray(metric(s))
+            if computed.shape != ():  # found while tracing, before anything compiles
+                raise SpecError(f"metrics: '{component.name}' ({component.origin}) returned an array of shape "
+                                f"{computed.shape}; a metric returns a scalar")
+            return computed.astype(cfg.dtype)
+
+        if component.declared("at_ntk_steps") and chosen:
+            # The step is the same for every run of a chunk, so this stays a real branch under vmap.
+            skip = lambda: jnp.full((), jnp.nan, cfg.dtype)
+            values[name] = jax.lax.cond(jnp.isin(s.step, jnp.asarray(chosen)), value, skip)
+        else:
+            values[name] = value()
+    return values
+
+
 def train_run(static: Static, hyper: dict, seed):
     """One run: returns its metrics at every logged step ({name: (n_logs,)}; NaN from
     the divergence on) and its diverged_step (-1 if it never diverged)."""
     cfg = Config(static, hyper)
-    run = setup(cfg, seed)
-    data, params = run.data, run.params
-    trainable, frozen = models.split_trainable(cfg, params)
-    optimizer = optim.make(cfg)
+    run = science(cfg)
+    start = setup(cfg, run, seed)
+    data, params = start.data, start.params
+    trainable, frozen = models.split(params, run.trained)
+    optimizer = optim.descent(run.step_size, lr_scales={"W": cfg.optimizer.lr_scale_W, "a": cfg.optimizer.lr_scale_a,
+                                                        "b": cfg.optimizer.lr_scale_b})
+    batch = partial(optim.BATCHES[cfg.optimizer.name], sample_fresh=lambda key, n: sample_fresh(key, n),
+                    batch_size=cfg.optimizer.batch_size, sampling=cfg.optimizer.sampling)
+
+    def sample_fresh(key, n):
+        """n fresh samples of the run's data set (its teacher), from `key`."""
+        return rng.draw(key, lambda draws: run.source.fresh(draws, n, start.teacher), cfg.dtype)
 
     def loss(trainable, X, y):
-        return losses.loss(cfg, {**frozen, **trainable}, X, y)
+        return run.loss_of({**frozen, **trainable}, X, y)
 
     def check_divergence(state, value, step):
-        bad = losses.diverged(cfg, value)
+        bad = losses.diverged(value, bound=cfg.engine.divergence_bound)
         first = state.alive & bad
         return state.replace(
             alive=state.alive & ~bad,
@@ -94,7 +127,7 @@ def train_run(static: Static, hyper: dict, seed):
     def set_anchor(state, step):
         if state.anchor is None:
             return state
-        at_anchor = step == cfg["measure.displacement_from"]
+        at_anchor = step == cfg.measure.displacement_from
         return state.replace(anchor=jax.tree.map(lambda p, a: jnp.where(at_anchor, p, a), state.trainable, state.anchor))
 
     def count_increase(state, value, step):
@@ -107,11 +140,11 @@ def train_run(static: Static, hyper: dict, seed):
     def constrain(trainable):
         if "W" not in trainable:
             return trainable
-        return {**trainable, "W": models.constrain(cfg, trainable["W"], params["W"])}
+        return {**trainable, "W": run.constrain(trainable["W"], params["W"])}
 
     def gd_step(step, state):
         state = set_anchor(state, step)
-        X, y = optim.batch(cfg, run.batches_key, step, data, run.teacher)
+        X, y = batch(start.batches_key, step, data)
         value, grads = jax.value_and_grad(loss)(state.trainable, X, y)
         state = count_increase(check_divergence(state, value, step), value, step)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.trainable)
@@ -128,7 +161,7 @@ def train_run(static: Static, hyper: dict, seed):
         if state.sharpness_vector is not None:
             full_loss = lambda t: loss(t, data.X_train, data.y_train)
             top, vector = hessian.top_eigenpair(full_loss, state.trainable, state.sharpness_vector,
-                                                cfg["measure.sharpness_iterations"])
+                                                cfg.measure.sharpness_iterations)
             state = state.replace(sharpness_vector=vector)
             tracked["sharpness"] = top
         if state.increases is not None:
@@ -139,15 +172,18 @@ def train_run(static: Static, hyper: dict, seed):
     def log(state, step):
         state = set_anchor(state, step)
         state, tracked = track(state)
-        snapshot = metrics.Snapshot({**frozen, **state.trainable}, params, state.anchor, data, run.teacher,
-                                    step, jax.random.fold_in(run.metrics_key, step), tracked)
-        values = metrics.compute(cfg, snapshot)
+        snapshot = metrics.Snapshot(
+            params={**frozen, **state.trainable}, initial=params, anchor=state.anchor, data=data,
+            teacher=start.teacher, step=step, key=jax.random.fold_in(start.metrics_key, step), tracked=tracked,
+            predict=run.network, loss=run.loss_of, trained=run.trained, lr=run.step_size(step),
+            sample_fresh=sample_fresh, cfg=cfg)
+        values = measure(cfg, run, snapshot)
         state = check_divergence(state, loss(state.trainable, data.X_train, data.y_train), step)
         return state, {k: jnp.where(state.alive, v, jnp.nan) for k, v in values.items()}
 
     # Log at each logged step, then take the gradient steps up to the next one (none
     # after the last). One copy of the step and of the metrics in the program.
-    steps = logged_steps(cfg["steps"], cfg["log_every"])
+    steps = logged_steps(cfg.steps, cfg.log_every)
     next_steps = np.append(steps[1:], steps[-1])
 
     def log_then_advance(state, interval):
@@ -158,10 +194,10 @@ def train_run(static: Static, hyper: dict, seed):
     state = TrainState(
         trainable=trainable,
         opt_state=optimizer.init(trainable),
-        anchor=trainable if "displacement" in cfg["metrics"] else None,
-        sharpness_vector=run.sharpness_start,
-        increases=Increases(jnp.array(jnp.inf, cfg["dtype"]), jnp.array(0, jnp.int32), jnp.array(-1, jnp.int32))
-        if tracks(cfg, metrics.INCREASE_METRICS) else None,
+        anchor=trainable if "displacement" in cfg.metrics else None,
+        sharpness_vector=start.sharpness_start,
+        increases=Increases(jnp.array(jnp.inf, cfg.dtype), jnp.array(0, jnp.int32), jnp.array(-1, jnp.int32))
+        if "increases" in run.tracks else None,
         alive=jnp.array(True),
         diverged_step=jnp.array(-1, jnp.int32),
     )
@@ -173,7 +209,12 @@ def train_run(static: Static, hyper: dict, seed):
 def train_runs_fused(static: Static, hyper: dict, seeds):
     """The runs of `jax.vmap(train_run)`, from the same `setup`, trained by the fused
     Pallas kernel instead (`engine.kernel = "fused"`, see jaxgd/fused.py)."""
-    runs = jax.vmap(lambda h, seed: setup(Config(static, h), seed))(hyper, seeds)
+
+    def start(h, seed):
+        cfg = Config(static, h)
+        return setup(cfg, science(cfg), seed)
+
+    runs = jax.vmap(start)(hyper, seeds)
     return fused.train(static, hyper, runs.data, runs.params)
 
 
@@ -182,9 +223,10 @@ def numerics(static: Static):
     """float64 when asked for; matmul precision as set (`highest` by default, since
     TF32 products on GPUs change dynamics near the edge of stability)."""
     with contextlib.ExitStack() as stack:
-        if static["dtype"] == np.float64:
+        cfg = Config(static, {})
+        if cfg.dtype == np.float64:
             stack.enter_context(jax.enable_x64(True))
-        stack.enter_context(jax.default_matmul_precision(static["engine.precision"]))
+        stack.enter_context(jax.default_matmul_precision(cfg.engine.precision))
         yield
 
 
@@ -260,7 +302,7 @@ def execute(plan: Plan, progress: bool = True, *, todo: np.ndarray | None = None
     A call that runs out of device memory is retried with chunks half the size."""
     spec = plan.spec
     steps = plan.logged_steps
-    dtype = np.dtype(spec.settings["dtype"])
+    dtype = np.dtype(plan.dtype)
     history = {m: np.full((plan.n_runs, len(steps)), np.nan, dtype) for m in spec.metrics}
     diverged_step = np.full(plan.n_runs, -1, np.int64)
     todo = np.ones(plan.n_runs, bool) if todo is None else todo
@@ -312,11 +354,11 @@ def execute(plan: Plan, progress: bool = True, *, todo: np.ndarray | None = None
                     sizes.add(size)
                     bar.update(len(run_ids))
     wall = time.perf_counter() - start
-    run_steps = n_todo * spec.settings["steps"]
+    run_steps = n_todo * plan.steps
     stats = {
         "runs": plan.n_runs,
         "runs_done": n_todo,
-        "steps": spec.settings["steps"],
+        "steps": plan.steps,
         "groups": len(plan.groups),
         "programs": programs,
         "chunks": calls,

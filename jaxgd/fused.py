@@ -18,7 +18,6 @@ Pallas's interpret mode.
 
 from __future__ import annotations
 
-from functools import partial
 from typing import NamedTuple
 
 import chex
@@ -28,7 +27,8 @@ from jax import lax
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as pl_triton
 
-from jaxgd import losses, models, optim
+from jaxgd import losses
+from jaxgd.bind import Science, science
 from jaxgd.plan import Config, Static, logged_steps
 
 BLOCK_ROWS = 64  # most samples per row block of a step's pass over the data
@@ -68,24 +68,23 @@ def dot(x, y, contract):
                            precision=lax.Precision.HIGHEST, preferred_element_type=x.dtype)
 
 
-def per_sample_loss(cfg, f, y):
-    """The loss of each sample and its derivative in f, from the registry loss
+def per_sample_loss(run: Science, f, y):
+    """The loss of each sample and its derivative in f, from the registered loss
     (a mean, so applied to one sample at a time it is that sample's loss)."""
-    one_sample = lambda f, y: losses.LOSSES[cfg["loss.name"]](f, y, cfg)
-    return jax.jvp(lambda f: jax.vmap(one_sample)(f, y), (f,), (jnp.ones_like(f),))
+    return jax.jvp(lambda f: jax.vmap(run.loss)(f, y), (f,), (jnp.ones_like(f),))
 
 
-def block_pass(cfg, params, X, y, valid):
+def block_pass(run: Science, width: int, params, X, y, valid):
     """Forward pass of one row block X (B, d), y (B,): the summed loss of its valid
     rows, r = dloss/df per sample (0 on padded rows), h = act(pre) and act'(pre),
     both (B, m) and 0 on padded hidden units (act(0) need not be 0)."""
     W, a, b = params["W"], params["a"], params["b"]
-    unit = lax.broadcasted_iota(jnp.int32, (1, W.shape[0]), 1) < cfg["model.width"]
-    pre = models.input_scale(cfg) * dot(X, W, (1, 1)) + b[None, :]
-    h, slope = jax.jvp(partial(models.activation, cfg), (pre,), (jnp.ones_like(pre),))
+    unit = lax.broadcasted_iota(jnp.int32, (1, W.shape[0]), 1) < width
+    pre = run.network.input_scale * dot(X, W, (1, 1)) + b[None, :]
+    h, slope = jax.jvp(run.network.act, (pre,), (jnp.ones_like(pre),))
     h, slope = jnp.where(unit, h, 0.0), jnp.where(unit, slope, 0.0)
-    f = models.output_scale(cfg) * jnp.sum(h * a[None, :], axis=1)
-    loss, r = per_sample_loss(cfg, f, y)
+    f = run.network.output_scale * jnp.sum(h * a[None, :], axis=1)
+    loss, r = per_sample_loss(run, f, y)
     return jnp.sum(jnp.where(valid, loss, 0.0)), jnp.where(valid, r, 0.0), h, slope
 
 
@@ -101,23 +100,23 @@ def over_blocks(rows: Rows, X_ref, y_ref, body, init):
     return lax.fori_loop(0, rows.blocks, one_block, init)
 
 
-def mean_loss(cfg, rows: Rows, X_ref, y_ref, params):
+def mean_loss(run: Science, width: int, rows: Rows, X_ref, y_ref, params):
     """The loss of `params` on a whole data set, forward passes only (logged steps)."""
 
     def add_block(X, y, valid, total):
-        return total + block_pass(cfg, params, X, y, valid)[0]
+        return total + block_pass(run, width, params, X, y, valid)[0]
 
     return over_blocks(rows, X_ref, y_ref, add_block, jnp.zeros((), params["a"].dtype)) / rows.n
 
 
-def loss_and_grads(cfg, rows: Rows, X_ref, y_ref, params):
+def loss_and_grads(run: Science, width: int, rows: Rows, X_ref, y_ref, params):
     """The training loss of `params` and its gradient in W, a and b, summed block by
     block: grad_a = c_m h^T r / n, grad_pre = c_m (r a^T) * act'(pre),
     grad_W = input_scale grad_pre^T X / n, grad_b = sum(grad_pre) / n."""
-    c_m = models.output_scale(cfg)
+    c_m = run.network.output_scale
 
     def add_block(X, y, valid, sums):
-        loss, r, h, slope = block_pass(cfg, params, X, y, valid)
+        loss, r, h, slope = block_pass(run, width, params, X, y, valid)
         grad_pre = c_m * r[:, None] * params["a"][None, :] * slope
         return {
             "loss": sums["loss"] + loss,
@@ -128,7 +127,7 @@ def loss_and_grads(cfg, rows: Rows, X_ref, y_ref, params):
 
     zeros = {"loss": jnp.zeros((), params["a"].dtype), **jax.tree.map(jnp.zeros_like, params)}
     sums = over_blocks(rows, X_ref, y_ref, add_block, zeros)
-    grads = {"W": models.input_scale(cfg) * sums["W"] / rows.n, "a": sums["a"] / rows.n, "b": sums["b"] / rows.n}
+    grads = {"W": run.network.input_scale * sums["W"] / rows.n, "a": sums["a"] / rows.n, "b": sums["b"] / rows.n}
     return sums["loss"] / rows.n, grads
 
 
@@ -144,9 +143,9 @@ class State(NamedTuple):
     history: dict  # metric -> (slots,): the values logged so far
 
 
-def check_divergence(cfg, state: State, loss, t) -> State:
-    """Freeze the run from the first step whose training loss is non-finite or above the bound."""
-    bad = losses.diverged(cfg, loss)
+def check_divergence(bound, state: State, loss, t) -> State:
+    """Freeze the run from the first step whose training loss is non-finite or above `bound`."""
+    bad = losses.diverged(loss, bound=bound)
     return state._replace(alive=state.alive & ~bad, diverged_step=jnp.where(state.alive & bad, t, state.diverged_step))
 
 
@@ -155,15 +154,16 @@ def kernel(static: Static, keys: tuple[str, ...], rows: Rows, test_rows: Rows, r
     current parameters, then the gradient steps up to the next logged step, each
     checking divergence and, while the run is alive, updating the trained layers."""
     cfg = Config(static, {key: refs["hyper"][i] for i, key in enumerate(keys)})
-    trained = models.trainable_layers(cfg)
-    steps, every = cfg["steps"], cfg["log_every"]
+    run, width, bound = science(cfg), cfg.model.width, cfg.engine.divergence_bound
+    lr_scales = {"W": cfg.optimizer.lr_scale_W, "a": cfg.optimizer.lr_scale_a, "b": cfg.optimizer.lr_scale_b}
+    steps, every = cfg.steps, cfg.log_every
     n_logs = len(logged_steps(steps, every))
 
     def log(state: State, slot, t) -> State:
-        values = {"train_loss": mean_loss(cfg, rows, refs["X_train"], refs["y_train"], state.params)}
+        values = {"train_loss": mean_loss(run, width, rows, refs["X_train"], refs["y_train"], state.params)}
         if "test_loss" in state.history:
-            values["test_loss"] = mean_loss(cfg, test_rows, refs["X_test"], refs["y_test"], state.params)
-        state = check_divergence(cfg, state, values["train_loss"], t)
+            values["test_loss"] = mean_loss(run, width, test_rows, refs["X_test"], refs["y_test"], state.params)
+        state = check_divergence(bound, state, values["train_loss"], t)
         at_slot = lax.iota(jnp.int32, history_slots(n_logs)) == slot
         return state._replace(history={
             name: jnp.where(at_slot, jnp.where(state.alive, values[name], jnp.nan), logged)
@@ -171,13 +171,13 @@ def kernel(static: Static, keys: tuple[str, ...], rows: Rows, test_rows: Rows, r
         })
 
     def gd_step(t, state: State) -> State:
-        loss, grads = loss_and_grads(cfg, rows, refs["X_train"], refs["y_train"], state.params)
-        state = check_divergence(cfg, state, loss, t)
+        loss, grads = loss_and_grads(run, width, rows, refs["X_train"], refs["y_train"], state.params)
+        state = check_divergence(bound, state, loss, t)
         # theta <- theta - lr_t * (lr_scale * grad), as optax computes it
-        lr = optim.step_size(cfg, t)
+        lr = run.step_size(t)
         return state._replace(params={
-            name: jnp.where(state.alive, p - lr * (cfg[f"optimizer.lr_scale_{name}"] * grads[name]), p)
-            if name in trained else p
+            name: jnp.where(state.alive, p - lr * (lr_scales[name] * grads[name]), p)
+            if name in run.trained else p
             for name, p in state.params.items()
         })
 
@@ -185,7 +185,7 @@ def kernel(static: Static, keys: tuple[str, ...], rows: Rows, test_rows: Rows, r
         t = jnp.minimum(slot * every, steps)  # logged steps: 0, k, 2k, ... and the last
         return lax.fori_loop(t, jnp.minimum(t + every, steps), gd_step, log(state, slot, t))
 
-    params = {name: refs[name][...] for name in models.LAYERS}
+    params = {name: refs[name][...] for name in ("W", "a", "b")}
     history = {name: jnp.full((history_slots(n_logs),), jnp.nan, params["a"].dtype) for name in out_refs["history"]}
     state = State(params, jnp.array(True), jnp.array(-1, jnp.int32), history)
     state = lax.fori_loop(0, n_logs, log_then_advance, state)
@@ -210,8 +210,9 @@ def train(static: Static, hyper: dict, data, params: dict):
     ({"W": (R, m, d), "a": (R, m)[, "b": (R, m)]}). Returns what the vmapped
     `engine.train_run` returns: ({metric: (R, n_logs)}, diverged_step (R,))."""
     R, n, d = data.X_train.shape
-    n_test, m = data.X_test.shape[1], static["model.width"]
-    n_logs = len(logged_steps(static["steps"], static["log_every"]))
+    cfg = Config(static, {})
+    n_test, m = data.X_test.shape[1], cfg.model.width
+    n_logs = len(logged_steps(cfg.steps, cfg.log_every))
     chex.assert_shape([data.X_test, data.y_train, data.y_test, params["W"], params["a"]],
                       [(R, n_test, d), (R, n), (R, n_test), (R, m, d), (R, m)])
     rows, test_rows = Rows.of(n), Rows.of(n_test)
@@ -227,7 +228,7 @@ def train(static: Static, hyper: dict, data, params: dict):
         "a": pad_to(params["a"], (R, m_pad)),
         "b": pad_to(params.get("b", jnp.zeros((R, m), dtype)), (R, m_pad)),  # 0 without a bias: never trained
     }
-    metric_names = list(static["metrics"])
+    metric_names = list(cfg.metrics)
     if "test_loss" in metric_names:
         inputs.update(X_test=pad_to(data.X_test, (R, test_rows.padded, d_pad)),
                       y_test=pad_to(data.y_test, (R, test_rows.padded)))

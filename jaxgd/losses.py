@@ -1,41 +1,33 @@
-"""Losses: one registry entry per loss, `loss(f, y, cfg) -> mean over samples`."""
+"""Losses (registered components): `loss(f, y, *, settings) -> mean over samples`,
+settings under [loss]."""
 
 from __future__ import annotations
 
 import jax.numpy as jnp
 
-from jaxgd import models
+from jaxgd.registry import loss
 
 
-def mse(f, y, cfg):
+@loss("mse")
+def mse(f, y):
     """mean of 0.5 * (f - y)^2."""
     return jnp.mean(0.5 * (f - y) ** 2)
 
 
-def logistic(f, y, cfg):
+@loss("logistic", labels_pm1=True)
+def logistic(f, y):
     """mean of log(1 + exp(-y f)), computed stably as logaddexp(0, -y f)."""
     return jnp.mean(jnp.logaddexp(0.0, -y * f))
 
 
-def huber(f, y, cfg):
-    """mean of 0.5 r^2 where |r| <= delta, delta (|r| - delta / 2) beyond; r = f - y,
-    delta = loss.huber_delta."""
-    r, delta = jnp.abs(f - y), cfg["loss.huber_delta"]
-    return jnp.mean(jnp.where(r <= delta, 0.5 * r**2, delta * (r - 0.5 * delta)))
+@loss("huber", positive=("huber_delta",))
+def huber(f, y, *, huber_delta: float = 1.0):
+    """mean of 0.5 r^2 where |r| <= delta, delta (|r| - delta / 2) beyond; r = f - y.
+    huber_delta: delta of the huber loss and the huber_loss metric"""
+    r = jnp.abs(f - y)
+    return jnp.mean(jnp.where(r <= huber_delta, 0.5 * r**2, huber_delta * (r - 0.5 * huber_delta)))
 
 
-LOSSES = {"mse": mse, "logistic": logistic, "huber": huber}
-
-# Losses whose targets must be +-1 labels (`data.labels = "sign"`).
-CLASSIFICATION_LOSSES = ("logistic",)
-
-
-def diverged(cfg, value):
-    """Whether a training loss marks its run as diverged: not finite, or above
-    engine.divergence_bound."""
-    return ~jnp.isfinite(value) | (value > cfg["engine.divergence_bound"])
-
-
-def loss(cfg, params, X, y):
-    """The training loss `loss.name` of the network `params` on (X, y)."""
-    return LOSSES[cfg["loss.name"]](models.predict(cfg, params, X), y, cfg)
+def diverged(value, *, bound):
+    """Whether a training loss marks its run as diverged: not finite, or above `bound`."""
+    return ~jnp.isfinite(value) | (value > bound)

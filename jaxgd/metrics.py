@@ -1,22 +1,21 @@
-"""Metrics: one registry entry per metric, `metric(cfg, snapshot) -> scalar`, evaluated
-inside the compiled loop every `log_every` steps."""
+"""Metrics (registered components): `metric(s, *, settings) -> scalar`, settings under
+[measure], evaluated inside the compiled loop every `log_every` steps on a Snapshot."""
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from jaxgd import data as datasets
-from jaxgd import losses, models, optim, rng
 from jaxgd.data import Dataset
+from jaxgd.losses import huber
+from jaxgd.models import Network
+from jaxgd.registry import metric
 
 
 class Snapshot(NamedTuple):
-    """What a metric may look at: the parameters now, at initialization and at the
-    anchor step `measure.displacement_from`, the data and teacher, the current step, and
-    what the training loop tracks step by step."""
+    """What a metric may look at."""
 
     params: dict  # every layer, now
     initial: dict  # every layer at step 0
@@ -26,124 +25,175 @@ class Snapshot(NamedTuple):
     step: jax.Array
     key: jax.Array  # for Monte Carlo metrics: a key of this run and step
     tracked: dict  # "sharpness", "loss_increases", "last_increase_step" where tracked
+    predict: Network  # f(params, X) -> (n,)
+    loss: Callable  # the training loss (params, X, y) -> scalar
+    trained: tuple  # names of the trained layers
+    lr: jax.Array  # the step size lr_t of the update at this step
+    sample_fresh: Callable  # (key, n) -> n fresh samples (X, y) of a generated data set
+    cfg: Any  # the run's settings, read by attribute: s.cfg.model.width
 
 
 def _sq_norm(tree) -> jax.Array:
     return sum(jnp.sum(leaf**2) for leaf in jax.tree.leaves(tree))
 
 
-def train_loss(cfg, s):
-    return losses.loss(cfg, s.params, s.data.X_train, s.data.y_train)
+def _trainable(s):
+    return {k: v for k, v in s.params.items() if k in s.trained}
 
 
-def test_loss(cfg, s):
-    return losses.loss(cfg, s.params, s.data.X_test, s.data.y_test)
+@metric("train_loss")
+def train_loss(s):
+    """The training loss on the training set."""
+    return s.loss(s.params, s.data.X_train, s.data.y_train)
 
 
-def huber_loss(cfg, s):
+@metric("test_loss")
+def test_loss(s):
+    """The training loss on the test set."""
+    return s.loss(s.params, s.data.X_test, s.data.y_test)
+
+
+@metric("huber_loss")
+def huber_loss(s):
     """Huber loss (delta = loss.huber_delta) on the training set, whatever the training loss."""
-    return losses.huber(models.predict(cfg, s.params, s.data.X_train), s.data.y_train, cfg)
+    return huber(s.predict(s.params, s.data.X_train), s.data.y_train, huber_delta=s.cfg.loss.huber_delta)
 
 
-def grad_norm(cfg, s):
+@metric("grad_norm")
+def grad_norm(s):
     """Euclidean norm of the training-loss gradient over the trained layers."""
-    trainable, frozen = models.split_trainable(cfg, s.params)
-    grads = jax.grad(lambda t: losses.loss(cfg, {**frozen, **t}, s.data.X_train, s.data.y_train))(trainable)
+    frozen = {k: v for k, v in s.params.items() if k not in s.trained}
+    grads = jax.grad(lambda t: s.loss({**frozen, **t}, s.data.X_train, s.data.y_train))(_trainable(s))
     return jnp.sqrt(_sq_norm(grads))
 
 
-def _error(cfg, params, X, y):
-    """Fraction of samples with sign(f(x)) != y (f = 0 counts as an error)."""
-    return jnp.mean(jnp.sign(models.predict(cfg, params, X)) != y)
-
-
 def _layer_norm(name):
-    """Frobenius / Euclidean norm of one layer (0 where the model has no such layer)."""
-    return lambda cfg, s: jnp.linalg.norm(s.params[name]) if name in s.params else jnp.zeros((), cfg["dtype"])
+    def norm(s):
+        return jnp.linalg.norm(s.params[name]) if name in s.params else jnp.zeros((), s.cfg.dtype)
+
+    norm.__doc__ = f"Frobenius / Euclidean norm of {name} (0 where the model has no such layer)."
+    return norm
 
 
-def _relative_movement(name):
-    """||p_t - p_0|| / ||p_0|| for one layer."""
-    return lambda cfg, s: jnp.linalg.norm(s.params[name] - s.initial[name]) / jnp.linalg.norm(s.initial[name])
+for _name in ("W", "a", "b"):
+    metric(f"norm_{_name}")(_layer_norm(_name))
 
 
-def lipschitz_lower(cfg, s):
+def _error(s, X, y):
+    """Fraction of samples with sign(f(x)) != y (f = 0 counts as an error)."""
+    return jnp.mean(jnp.sign(s.predict(s.params, X)) != y)
+
+
+@metric("train_error", labels_pm1=True)
+def train_error(s):
+    """Fraction of training samples with sign(f(x)) != y."""
+    return _error(s, s.data.X_train, s.data.y_train)
+
+
+@metric("test_error", labels_pm1=True)
+def test_error(s):
+    """Fraction of test samples with sign(f(x)) != y."""
+    return _error(s, s.data.X_test, s.data.y_test)
+
+
+@metric("lipschitz_lower")
+def lipschitz_lower(s):
     """max over training and test inputs of ||grad_x f(x)||: a lower bound on Lip(f)."""
-    grad_x = jax.vmap(jax.grad(lambda x: models.predict(cfg, s.params, x[None])[0]))
+    grad_x = jax.vmap(jax.grad(lambda x: s.predict(s.params, x[None])[0]))
     X = jnp.concatenate([s.data.X_train, s.data.X_test])
     return jnp.max(jnp.linalg.norm(grad_x(X), axis=1))
 
 
-def lipschitz_fd(cfg, s):
-    """d = 1: the largest finite-difference slope of f on a grid of measure.fd_points
-    points spanning the training and test inputs."""
+@metric("lipschitz_fd", one_dimensional=True, minimum={"fd_points": 2})
+def lipschitz_fd(s, *, fd_points: int = 1024):
+    """d = 1: the largest finite-difference slope of f on a grid spanning the inputs.
+    fd_points: grid points of lipschitz_fd"""
     x = jnp.concatenate([s.data.X_train, s.data.X_test])[:, 0]
-    grid = jnp.linspace(jnp.min(x), jnp.max(x), cfg["measure.fd_points"])
-    f = models.predict(cfg, s.params, grid[:, None])
+    grid = jnp.linspace(jnp.min(x), jnp.max(x), fd_points)
+    f = s.predict(s.params, grid[:, None])
     return jnp.max(jnp.abs(jnp.diff(f)) / (grid[1] - grid[0]))
 
 
-def lipschitz_upper(cfg, s):
+@metric("lipschitz_upper")
+def lipschitz_upper(s):
     """Lip(act) * c_m * ||a||_2 * ||W||_op (/ sqrt(d) with input scaling): an upper bound on Lip(f)."""
-    lip_act = models.ACTIVATIONS[cfg["model.activation"]].lipschitz(cfg)
-    W_op = models.input_scale(cfg) * jnp.linalg.norm(s.params["W"], ord=2)
-    return lip_act * models.output_scale(cfg) * jnp.linalg.norm(s.params["a"]) * W_op
+    W_op = s.predict.input_scale * jnp.linalg.norm(s.params["W"], ord=2)
+    return s.predict.lipschitz * s.predict.output_scale * jnp.linalg.norm(s.params["a"]) * W_op
 
 
-def displacement(cfg, s):
-    """||theta_t - theta_t0|| over the trained layers, t0 = measure.displacement_from
-    (NaN before t0)."""
-    trainable, _ = models.split_trainable(cfg, s.params)
-    moved = jnp.sqrt(_sq_norm(jax.tree.map(jnp.subtract, trainable, s.anchor)))
-    return jnp.where(s.step >= cfg["measure.displacement_from"], moved, jnp.nan)
+@metric("displacement", minimum={"displacement_from": 0.0})
+def displacement(s, *, displacement_from: float = 0.0):
+    """||theta_t - theta_t0|| over the trained layers (NaN before t0).
+    displacement_from: t0 of the displacement metric ||theta_t - theta_t0||"""
+    moved = jnp.sqrt(_sq_norm(jax.tree.map(jnp.subtract, _trainable(s), s.anchor)))
+    return jnp.where(s.step >= displacement_from, moved, jnp.nan)
 
 
-def pattern_flips(cfg, s):
+def _relative_movement(name):
+    def movement(s):
+        return jnp.linalg.norm(s.params[name] - s.initial[name]) / jnp.linalg.norm(s.initial[name])
+
+    movement.__doc__ = f"||{name}_t - {name}_0|| / ||{name}_0||."
+    return movement
+
+
+for _name in ("W", "a"):
+    metric(f"movement_{_name}")(_relative_movement(_name))
+
+
+@metric("pattern_flips")
+def pattern_flips(s):
     """Fraction of (training sample, unit) pairs whose ReLU pattern 1[w_j . x_i + b_j > 0]
     differs from the one at initialization."""
-    now = models.pre_activations(cfg, s.params, s.data.X_train) > 0
-    start = models.pre_activations(cfg, s.initial, s.data.X_train) > 0
+    now = s.predict.pre_activations(s.params, s.data.X_train) > 0
+    start = s.predict.pre_activations(s.initial, s.data.X_train) > 0
     return jnp.mean(now != start)
 
 
-def ntk_min_eig(cfg, s):
+@metric("ntk_min_eig", at_ntk_steps=True)
+def ntk_min_eig(s):
     """Smallest eigenvalue of the empirical NTK Gram matrix K = J J^T over the training
     inputs, J the Jacobian of f(X) in the trained layers."""
-    trainable, frozen = models.split_trainable(cfg, s.params)
-    jacobian = jax.jacrev(lambda t: models.predict(cfg, {**frozen, **t}, s.data.X_train))(trainable)
+    frozen = {k: v for k, v in s.params.items() if k not in s.trained}
+    jacobian = jax.jacrev(lambda t: s.predict({**frozen, **t}, s.data.X_train))(_trainable(s))
     n = s.data.X_train.shape[0]
     J = jnp.concatenate([j.reshape(n, -1) for j in jax.tree.leaves(jacobian)], axis=1)
     return jnp.linalg.eigvalsh(J @ J.T)[0]
 
 
-def symmetry_C(cfg, s):
+@metric("symmetry_C")
+def symmetry_C(s):
     """C = ||W||_F^2 - ||a||^2, conserved by gradient flow under the rescaling symmetry
     (for bias-free nets with a homogeneous activation)."""
     return jnp.sum(s.params["W"] ** 2) - jnp.sum(s.params["a"] ** 2)
 
 
-def margin_degree(cfg):
-    """k of the normalized margin: measure.margin_degree, or the homogeneity degree of f
-    in the trained layers (deg(act) for W, 1 for a) where it is 0."""
-    layers = models.trainable_layers(cfg)
-    auto = ("W" in layers) * models.HOMOGENEITY.get(cfg["model.activation"], 1) + ("a" in layers)
-    return jnp.where(cfg["measure.margin_degree"] > 0, cfg["measure.margin_degree"], auto)
+@metric("step_size")
+def step_size(s):
+    """The step size lr_t of the schedule (before per-layer multipliers)."""
+    return s.lr
 
 
-def margin(cfg, s):
+@metric("margin", minimum={"margin_degree": 0.0})
+def margin(s, *, margin_degree: float = 0.0):
     """Normalized margin min_i y_i f(x_i) / ||theta||^k over the training set, theta the
-    trained layers."""
-    trainable, _ = models.split_trainable(cfg, s.params)
-    f = models.predict(cfg, s.params, s.data.X_train)
-    return jnp.min(s.data.y_train * f) / jnp.sqrt(_sq_norm(trainable)) ** margin_degree(cfg)
+    trained layers; k = margin_degree, or f's homogeneity degree in them (deg(act) for W,
+    1 for a) where it is 0.
+    margin_degree: k of the margin min_i y_i f(x_i) / ||theta||^k (0: f's homogeneity degree)"""
+    auto = ("W" in s.trained) * s.predict.homogeneity + ("a" in s.trained)
+    k = jnp.where(margin_degree > 0, margin_degree, auto)
+    f = s.predict(s.params, s.data.X_train)
+    return jnp.min(s.data.y_train * f) / jnp.sqrt(_sq_norm(_trainable(s))) ** k
 
 
-def movement_sqrt_m(cfg, s):
+@metric("movement_sqrt_m")
+def movement_sqrt_m(s):
     """||W_t - W_0||_F / sqrt(m)."""
-    return jnp.linalg.norm(s.params["W"] - s.initial["W"]) / jnp.sqrt(cfg["model.width"])
+    return jnp.linalg.norm(s.params["W"] - s.initial["W"]) / jnp.sqrt(s.params["W"].shape[0])
 
 
-def rotation(cfg, s):
+@metric("rotation")
+def rotation(s):
     """Mean over units of the cosine between w_j(t) and w_j(0)."""
     W, W0 = s.params["W"], s.initial["W"]
     return jnp.mean(jnp.sum(W * W0, axis=1) / (jnp.linalg.norm(W, axis=1) * jnp.linalg.norm(W0, axis=1)))
@@ -153,107 +203,112 @@ def _row_norms(s):
     return jnp.linalg.norm(s.params["W"], axis=1)
 
 
-def _overlaps(cfg, s):
+@metric("row_norm_min")
+def row_norm_min(s):
+    """Smallest row norm of W."""
+    return jnp.min(_row_norms(s))
+
+
+@metric("row_norm_max")
+def row_norm_max(s):
+    """Largest row norm of W."""
+    return jnp.max(_row_norms(s))
+
+
+def _overlaps(s):
     """M_j = w_j . w* / d."""
-    return s.params["W"] @ s.teacher / cfg["data.d"]
+    return s.params["W"] @ s.teacher / s.params["W"].shape[1]
 
 
-def _gram(cfg, s):
+def _gram(s):
     """Q = W W^T / d."""
-    return s.params["W"] @ s.params["W"].T / cfg["data.d"]
+    return s.params["W"] @ s.params["W"].T / s.params["W"].shape[1]
 
 
-def q_offdiag_mean(cfg, s):
-    Q, m = _gram(cfg, s), cfg["model.width"]
+@metric("overlap_max", teacher_direction=True)
+def overlap_max(s):
+    """max_j |M_j|, M_j = w_j . w* / d."""
+    return jnp.max(jnp.abs(_overlaps(s)))
+
+
+@metric("overlap_mean", teacher_direction=True)
+def overlap_mean(s):
+    """mean_j |M_j|, M_j = w_j . w* / d."""
+    return jnp.mean(jnp.abs(_overlaps(s)))
+
+
+@metric("q_diag_mean")
+def q_diag_mean(s):
+    """mean_j Q_jj, Q = W W^T / d."""
+    return jnp.mean(jnp.diag(_gram(s)))
+
+
+@metric("q_offdiag_mean")
+def q_offdiag_mean(s):
+    """mean_{j != l} |Q_jl|, Q = W W^T / d."""
+    Q, m = _gram(s), s.params["W"].shape[0]
     return (jnp.sum(jnp.abs(Q)) - jnp.sum(jnp.abs(jnp.diag(Q)))) / max(m * (m - 1), 1)
 
 
-def committee_risk(cfg, s):
+def _committee_setting(cfg):
+    fits = (cfg.model.activation == "square" and cfg.data.name == "single_index" and cfg.data.link == "square"
+            and not cfg.model.bias and cfg.model.input_scaling == "sqrt_d")
+    return None if fits else (
+        "'committee_risk' is the closed form for model.activation = 'square', model.input_scaling = 'sqrt_d', "
+        "no bias, on data.name = 'single_index' with data.link = 'square'; use population_risk otherwise")
+
+
+@metric("committee_risk", teacher_direction=True, requires=_committee_setting)
+def committee_risk(s):
     """Population risk E 0.5 (f - y)^2 in closed form for f = c_m sum_j a_j u_j^2,
     u_j = w_j . x / sqrt(d), and y = v^2 + sqrt(Delta) z, v = w* . x / sqrt(d),
     x ~ N(0, I_d): with Q = W W^T / d, M = W w* / d, P = w*.w*/d = 1 (Gaussian moments,
     E u_j^2 u_l^2 = Q_jj Q_ll + 2 Q_jl^2),
     2 R = sum_jl c^2 a_j a_l (Q_jj Q_ll + 2 Q_jl^2) - 2 sum_j c a_j (Q_jj + 2 M_j^2) + 3 + Delta."""
-    Q, M, ca = _gram(cfg, s), _overlaps(cfg, s), models.output_scale(cfg) * s.params["a"]
+    Q, M, ca = _gram(s), _overlaps(s), s.predict.output_scale * s.params["a"]
     q = jnp.diag(Q)
     student = ca @ (jnp.outer(q, q) + 2 * Q**2) @ ca
     cross = ca @ (q + 2 * M**2)
-    return 0.5 * (student - 2 * cross + 3.0 + cfg["data.noise"] ** 2)
+    return 0.5 * (student - 2 * cross + 3.0 + s.cfg.data.noise ** 2)
 
 
-def population_risk(cfg, s):
-    """Monte Carlo estimate of the population risk (the training loss on
-    measure.mc_samples fresh samples from the data set's generator)."""
-    build = lambda draws: datasets.sample(cfg, draws, cfg["measure.mc_samples"], s.teacher)
-    X, y = rng.draw(s.key, build, cfg["dtype"])
-    return losses.loss(cfg, s.params, X, y)
+@metric("population_risk", fresh_samples=True, minimum={"mc_samples": 1})
+def population_risk(s, *, mc_samples: int = 4096):
+    """Monte Carlo estimate of the population risk (the training loss on fresh samples
+    from the data set's generator).
+    mc_samples: fresh samples of population_risk"""
+    X, y = s.sample_fresh(s.key, mc_samples)
+    return s.loss(s.params, X, y)
 
 
-METRICS = {
-    "train_loss": train_loss,
-    "test_loss": test_loss,
-    "huber_loss": huber_loss,
-    "grad_norm": grad_norm,
-    "norm_W": _layer_norm("W"),
-    "norm_a": _layer_norm("a"),
-    "norm_b": _layer_norm("b"),
-    "train_error": lambda cfg, s: _error(cfg, s.params, s.data.X_train, s.data.y_train),
-    "test_error": lambda cfg, s: _error(cfg, s.params, s.data.X_test, s.data.y_test),
-    "lipschitz_lower": lipschitz_lower,
-    "lipschitz_fd": lipschitz_fd,
-    "lipschitz_upper": lipschitz_upper,
-    "displacement": displacement,
-    "movement_W": _relative_movement("W"),
-    "movement_a": _relative_movement("a"),
-    "pattern_flips": pattern_flips,
-    "ntk_min_eig": ntk_min_eig,
-    "symmetry_C": symmetry_C,
-    "step_size": lambda cfg, s: optim.step_size(cfg, s.step),
-    "margin": margin,
-    "movement_sqrt_m": movement_sqrt_m,
-    "rotation": rotation,
-    "row_norm_min": lambda cfg, s: jnp.min(_row_norms(s)),
-    "row_norm_max": lambda cfg, s: jnp.max(_row_norms(s)),
-    "overlap_max": lambda cfg, s: jnp.max(jnp.abs(_overlaps(cfg, s))),
-    "overlap_mean": lambda cfg, s: jnp.mean(jnp.abs(_overlaps(cfg, s))),
-    "q_diag_mean": lambda cfg, s: jnp.mean(jnp.diag(_gram(cfg, s))),
-    "q_offdiag_mean": q_offdiag_mean,
-    "committee_risk": committee_risk,
-    "population_risk": population_risk,
-    # t = steps * lr / (m d): the time of online SGD in the paper-5 units (constant lr)
-    "online_time": lambda cfg, s: s.step * cfg["optimizer.lr"] / (cfg["model.width"] * cfg["data.d"]),
-    "sharpness": lambda cfg, s: s.tracked["sharpness"],
-    "lr_sharpness": lambda cfg, s: optim.step_size(cfg, s.step) * s.tracked["sharpness"],
-    "loss_increases": lambda cfg, s: s.tracked["loss_increases"],
-    "last_increase_step": lambda cfg, s: s.tracked["last_increase_step"],
-}
-
-# Metrics that only make sense with +-1 labels (`data.labels = "sign"`).
-CLASSIFICATION_METRICS = ("train_error", "test_error")
-# Metrics defined for one-dimensional inputs only.
-ONE_DIMENSIONAL_METRICS = ("lipschitz_fd",)
-# Costly metrics, computed only at the logged steps listed in `measure.ntk_steps` (all if empty).
-AT_CHOSEN_STEPS = ("ntk_min_eig",)
-# Metrics that need a teacher direction w* (data sets drawing one vector w*).
-TEACHER_DIRECTION_METRICS = ("overlap_max", "overlap_mean", "committee_risk")
-TEACHER_DIRECTION_DATA = ("linear_teacher", "relu_teacher", "single_index")
-# Metrics that need fresh samples from a generator.
-GENERATOR_METRICS = ("population_risk",)
-# Metrics the training loop must track step by step.
-SHARPNESS_METRICS = ("sharpness", "lr_sharpness")
-INCREASE_METRICS = ("loss_increases", "last_increase_step")
+@metric("online_time")
+def online_time(s):
+    """t = steps * lr / (m d): the time of online SGD in the units of paper 5 (constant lr)."""
+    m, d = s.params["W"].shape
+    return s.step * s.cfg.optimizer.lr / (m * d)
 
 
-def compute(cfg, s: Snapshot) -> dict[str, jax.Array]:
-    """All metrics the spec asks for, cast to the run's dtype."""
-    values = {}
-    chosen = cfg["measure.ntk_steps"]
-    for name in cfg["metrics"]:
-        metric = lambda name=name: METRICS[name](cfg, s).astype(cfg["dtype"])
-        if name in AT_CHOSEN_STEPS and chosen:
-            # The step is the same for every run of a chunk, so this stays a real branch under vmap.
-            skip = lambda: jnp.full((), jnp.nan, cfg["dtype"])
-            values[name] = jax.lax.cond(jnp.isin(s.step, jnp.asarray(chosen)), metric, skip)
-        else:
-            values[name] = metric()
-    return values
+@metric("sharpness", tracks="sharpness", minimum={"sharpness_iterations": 1})
+def sharpness(s, *, sharpness_iterations: int = 20):
+    """The eigenvalue of largest magnitude of the training-loss Hessian (power iteration,
+    warm-started from the previous logged step).
+    sharpness_iterations: power iterations per logged step for sharpness"""
+    return s.tracked["sharpness"]
+
+
+@metric("lr_sharpness", tracks="sharpness", minimum={"sharpness_iterations": 1})
+def lr_sharpness(s, *, sharpness_iterations: int = 20):
+    """lr_t times the sharpness (2 at the edge of stability)."""
+    return s.lr * s.tracked["sharpness"]
+
+
+@metric("loss_increases", tracks="increases")
+def loss_increases(s):
+    """Number of steps so far at which the training loss went up."""
+    return s.tracked["loss_increases"]
+
+
+@metric("last_increase_step", tracks="increases")
+def last_increase_step(s):
+    """The last step at which the training loss went up (-1 before the first)."""
+    return s.tracked["last_increase_step"]

@@ -7,14 +7,16 @@ import dataclasses
 import itertools
 import math
 import os
-from functools import cached_property
+import inspect
+from functools import cached_property, partial
 from typing import Any
 
 import jax
 import numpy as np
 import pandas as pd
 
-from jaxgd.spec import SCHEMA, Spec, logged_steps
+from jaxgd import registry
+from jaxgd.spec import TABLES, Spec, logged_steps, schema
 
 # Bytes of one chunk on the host (CPU): about a last-level cache. A vmapped chunk whose
 # working set spills out of the caches is slower than a loop over runs on the host, and
@@ -36,7 +38,7 @@ HOST_MAP_ABOVE_BYTES = 512 * 2**10
 
 def is_traced(key: str) -> bool:
     """Float settings are traced (vmapped over runs); all others are static."""
-    return SCHEMA[key].type is float
+    return schema()[key].traced
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,14 +63,59 @@ class Static:
 
 
 class Config:
-    """One run's settings inside the compiled program: traced values (`hyper`) and
-    static ones, both read as `cfg["optimizer.lr"]`."""
+    """One run's settings inside the compiled program, traced (`hyper`) and static, read
+    by attribute: `cfg.optimizer.lr`, `cfg.model.width`, `cfg.steps`. `component(kind)`
+    gives the component the spec chose, its settings bound: science functions take
+    named arguments and never see a dotted key."""
 
     def __init__(self, static: Static, hyper: dict[str, Any]):
         self.static, self.hyper = static, hyper
 
-    def __getitem__(self, key: str) -> Any:
+    def value(self, key: str) -> Any:
         return self.hyper[key] if key in self.hyper else self.static[key]
+
+    def __getattr__(self, name: str) -> Any:
+        if name in TABLES:
+            return _Table(self, name)
+        try:
+            return self.value(name)
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def chosen(self, kind: str) -> registry.Component:
+        """The component of `kind` the run's settings choose (e.g. model.activation)."""
+        table, selector = registry.KINDS[kind].table, registry.KINDS[kind].selector
+        return registry.get(kind, self.value(f"{table}.{selector}"))
+
+    def settings_of(self, component: registry.Component, fn=None) -> dict[str, Any]:
+        """The run's values of the settings `fn` (default: the component's function)
+        declares; a setting naming a component is passed as that component, bound."""
+        declared = {p.name for p in inspect.signature(fn or component.fn).parameters.values() if p.kind is p.KEYWORD_ONLY}
+        return {
+            s.leaf: self.bind(registry.get(s.names_a, self.value(s.key))) if s.names_a else self.value(s.key)
+            for s in component.settings if s.leaf in declared
+        }
+
+    def bind(self, component: registry.Component, fn=None):
+        """`fn` (default: the component's function) with the run's settings bound."""
+        return partial(fn or component.fn, **self.settings_of(component, fn))
+
+    def component(self, kind: str):
+        """The chosen component of `kind`, its settings bound."""
+        return self.bind(self.chosen(kind))
+
+
+class _Table:
+    """One spec table of a Config: `cfg.model.width`."""
+
+    def __init__(self, cfg: Config, table: str):
+        self._cfg, self._table = cfg, table
+
+    def __getattr__(self, leaf: str) -> Any:
+        try:
+            return self._cfg.value(f"{self._table}.{leaf}")
+        except KeyError:
+            raise AttributeError(f"{self._table}.{leaf}") from None
 
 
 def bytes_per_run(static: Static) -> int:
@@ -133,8 +180,16 @@ class Plan:
         return len(self.runs)
 
     @property
+    def steps(self) -> int:
+        return self.spec.settings["steps"]
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(self.spec.settings["dtype"])
+
+    @property
     def logged_steps(self) -> np.ndarray:
-        return logged_steps(self.spec.settings["steps"], self.spec.settings["log_every"])
+        return logged_steps(self.steps, self.spec.settings["log_every"])
 
 
 # Without engine.chunk_size, a group is cut into at least this many chunks (so that as

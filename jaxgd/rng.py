@@ -18,10 +18,17 @@ import jax.numpy as jnp
 
 class Draws:
     """Consecutive slices of one vector of N(0, 1) values; `normal(shape)` takes the
-    next prod(shape) of them. Built without values, it only counts what is taken."""
+    next prod(shape) of them. Built without values, it only counts what is taken.
+    `key()` hands out keys folded from `base_key`, one per call, for components that
+    draw with `jax.random` themselves (a data set whose first argument is `key`)."""
 
-    def __init__(self, values: jax.Array | None, dtype):
+    def __init__(self, values: jax.Array | None, dtype, base_key: jax.Array | None = None):
         self.values, self.dtype, self.taken = values, dtype, 0
+        self.base_key, self.keys_taken = base_key, 0
+
+    def key(self) -> jax.Array:
+        self.keys_taken += 1
+        return jax.random.fold_in(self.base_key, self.keys_taken)
 
     def normal(self, shape) -> jax.Array:
         size = math.prod(shape)
@@ -42,6 +49,6 @@ def run_keys(seed) -> tuple[jax.Array, jax.Array, jax.Array]:
 def draw(key, build, dtype):
     """`build(draws)` fed from one draw of `key`: a dry run counts the values it takes
     (its operations are dead code in the compiled program), then the real run."""
-    counter = Draws(None, dtype)
+    counter = Draws(None, dtype, key)
     build(counter)
-    return build(Draws(jax.random.normal(key, (counter.taken,), dtype), dtype))
+    return build(Draws(jax.random.normal(key, (counter.taken,), dtype), dtype, key))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import itertools
 import math
 import tomllib
 from pathlib import Path
@@ -20,120 +21,136 @@ from typing import Any
 
 import numpy as np
 
-from jaxgd import data, given, losses, metrics, models, optim
-
-
+# Importing the science modules registers the built-in components.
+from jaxgd import data, given, losses, metrics, models, optim, plugins, registry  # noqa: F401
 from jaxgd.errors import SpecError
+from jaxgd.registry import Setting
 
 
-@dataclasses.dataclass(frozen=True)
-class Setting:
-    default: Any
-    type: type
-    doc: str
-    choices: tuple = ()
-    minimum: float | None = None
-    positive: bool = False  # strictly greater than zero
-    sweepable: bool = True
+def _int(key, default, doc, minimum=1, sweepable=True):
+    return Setting(key, int, default, doc, minimum=minimum, sweepable=sweepable)
 
 
-def _int(default, doc, minimum=1, sweepable=True):
-    return Setting(default, int, doc, minimum=minimum, sweepable=sweepable)
+def _float(key, default, doc, minimum=0.0, positive=False):
+    return Setting(key, float, default, doc, minimum=minimum, positive=positive)
 
 
-def _float(default, doc, minimum=0.0, positive=False):
-    return Setting(default, float, doc, minimum=minimum, positive=positive)
+def _choice(key, default, choices, doc, sweepable=True):
+    return Setting(key, str, default, doc, choices=tuple(choices), sweepable=sweepable)
 
 
-def _choice(default, choices, doc, sweepable=True):
-    return Setting(default, str, doc, choices=tuple(choices), sweepable=sweepable)
+def _bool(key, default, doc):
+    return Setting(key, bool, default, doc)
 
 
-def _bool(default, doc):
-    return Setting(default, bool, doc)
-
-
-def _steps_list(doc):
+def _steps_list(key, doc):
     """A list of step numbers (not a sweep)."""
-    return Setting((), tuple, doc, minimum=0, sweepable=False)
+    return Setting(key, tuple, (), doc, minimum=0, sweepable=False)
 
 
-def _path(doc):
-    return Setting("", str, doc, sweepable=False)
+def _path(key, doc):
+    return Setting(key, str, "", doc, sweepable=False)
 
 
-SCHEMA: dict[str, Setting] = {
-    "name": Setting("sweep", str, "name of the sweep", sweepable=False),
-    "steps": _int(1000, "gradient steps per run", sweepable=False),
-    "log_every": _int(10, "steps between logged metrics (1 <= log_every <= steps)", sweepable=False),
-    "dtype": _choice("float32", ("float32", "float64"), "floating-point type", sweepable=False),
-    "data.name": _choice("linear_teacher", (*data.DATASETS, *data.GIVEN), "data set"),
-    "data.n": _int(256, "training samples"),
-    "data.n_test": _int(256, "test samples"),
-    "data.d": _int(8, "input dimension"),
-    "data.noise": _float(0.0, "label-noise standard deviation"),
-    "data.labels": _choice("real", data.LABELS, "real targets or their sign (+-1)"),
-    "data.teacher_width": _int(4, "hidden units of two_layer_teacher"),
-    "data.teacher_activation": _choice("relu", models.ACTIVATIONS, "activation of two_layer_teacher"),
-    "data.frequency": _float(1.0, "sin_1d: y = sin(pi * frequency * x)", minimum=None),
-    "data.k": _int(2, "parity: y = x_1 ... x_k"),
-    "data.clusters": _int(4, "clusters: number of clusters (labels alternate +-1)", minimum=2),
-    "data.cluster_std": _float(0.1, "clusters: standard deviation around each centre"),
-    "data.link": _choice("square", data.LINKS, "single_index: y = link(w* . x / sqrt(d)) + noise"),
-    "data.path": _path("data.name = 'file': an .npz (X_train, y_train, X_test, y_test) or a training CSV (last column the label)"),
-    "data.test_path": _path("data.name = 'file' with a CSV: the test CSV"),
-    "model.width": _int(128, "hidden units m"),
-    "model.activation": _choice("relu", models.ACTIVATIONS, "activation"),
-    "model.scaling": _choice("ntk", models.SCALINGS, "output scale c_m: 1, 1/sqrt(m) or 1/m"),
-    "model.bias": _bool(False, "hidden-layer bias b"),
-    "model.train_W": _bool(True, "train the first layer W"),
-    "model.train_a": _bool(True, "train the second layer a"),
-    "model.train_b": _bool(True, "train the bias b (when model.bias)"),
-    "model.w_scale": _float(1.0, "W ~ N(0, w_scale^2 / d)"),
-    "model.a_init": _choice("gaussian", models.A_INITS, "a ~ a_scale * N(0, 1) or a_scale * (+-1, balanced)"),
-    "model.a_scale": _float(1.0, "scale of a at initialization"),
-    "model.b_scale": _float(0.0, "b ~ N(0, b_scale^2)"),
-    "model.leaky_slope": _float(0.01, "negative slope of leaky_relu", minimum=None),
-    "model.leaky_c": _float(0.5, "leaky_softplus: c z + (1 - c) softplus(z)", minimum=None),
-    "model.input_scaling": _choice("none", models.INPUT_SCALINGS, "pre-activation w . x, or w . x / sqrt(d)"),
-    "model.constraint": _choice("none", models.CONSTRAINTS, "constraint on W after every step"),
-    "model.row_norm": _float(0.0, "spherical: the norm of each row of W (0: sqrt(d))"),
-    "optimizer.name": _choice("gd", optim.OPTIMIZERS, "optimizer"),
-    "optimizer.lr": _float(0.1, "step size", positive=True),
-    "optimizer.schedule": _choice("constant", optim.SCHEDULES, "step-size schedule"),
-    "optimizer.decay_start": _float(0.0, "t0: the step at which decay begins"),
-    "optimizer.decay_rate": _float(0.01, "exp_decay: lr exp(-rate (t - t0))"),
-    "optimizer.decay_tau": _float(100.0, "poly_decay: lr / (1 + (t - t0) / tau)^power", positive=True),
-    "optimizer.decay_power": _float(1.0, "poly_decay: the power"),
-    "optimizer.decay_every": _float(100.0, "step_decay: steps between decays", positive=True),
-    "optimizer.decay_factor": _float(0.5, "step_decay: lr * factor^floor((t - t0) / every)", positive=True),
-    "optimizer.lr_scale_W": _float(1.0, "multiplier of the step size of W"),
-    "optimizer.lr_scale_a": _float(1.0, "multiplier of the step size of a (kappa = lr_a / lr_W; 0 freezes a)"),
-    "optimizer.lr_scale_b": _float(1.0, "multiplier of the step size of b"),
-    "optimizer.batch_size": _int(32, "sgd: samples per mini-batch (<= data.n)"),
-    "optimizer.sampling": _choice("replacement", optim.SAMPLINGS, "sgd: mini-batches drawn with replacement, or shuffled epochs"),
-    "loss.name": _choice("mse", losses.LOSSES, "training loss"),
-    "loss.huber_delta": _float(1.0, "delta of the huber loss and the huber_loss metric", positive=True),
-    "measure.displacement_from": _float(0.0, "t0 of the displacement metric ||theta_t - theta_t0||"),
-    "measure.fd_points": _int(1024, "grid points of lipschitz_fd", minimum=2),
-    "measure.ntk_steps": _steps_list("logged steps at which ntk_min_eig is computed (empty: all)"),
-    "measure.margin_degree": _float(0.0, "k of the margin min_i y_i f(x_i) / ||theta||^k (0: f's homogeneity degree)"),
-    "measure.sharpness_iterations": _int(20, "power iterations per logged step for sharpness"),
-    "measure.mc_samples": _int(4096, "fresh samples of population_risk"),
-    "measure.escape_metric": _choice("", ("",) + tuple(metrics.METRICS), "metric whose first crossing below the threshold is the summary column escape_step", sweepable=False),
-    "measure.escape_threshold": Setting(0.5, float, "escape threshold", minimum=None, sweepable=False),
-    "measure.escape_relative": Setting(True, bool, "the threshold is relative to the metric's value at step 0", sweepable=False),
-    "summary_steps": _steps_list("logged steps whose metrics get summary columns <metric>_at_<step>"),
-    "engine.divergence_bound": _float(1e8, "a run whose training loss exceeds this (or is not finite) is frozen as diverged", positive=True),
-    "engine.memory_budget_mb": _int(0, "MiB per device for one chunk of runs (0: half the accelerator's memory, or 8 MiB, about a CPU cache, on the host)", minimum=0, sweepable=False),
-    "engine.chunk_size": _int(0, "most runs per device in one compiled call (0: from the memory budget)", minimum=0, sweepable=False),
-    "engine.strategy": _choice("auto", ("auto", "vmap", "map"), "how a device trains the runs of a chunk: vmap (batched), map (one after another), auto (map on the host for runs over 512 KiB, else vmap)", sweepable=False),
-    "engine.precision": _choice("highest", ("highest", "high", "default"), "matmul precision", sweepable=False),
-    "engine.kernel": _choice("xla", ("xla", "fused"), "training loop: 'xla' (vmapped lax loop) or 'fused' (one Pallas kernel; gd, train_loss and test_loss only)", sweepable=False),
-}
+def _chooses(key, kind, default, doc):
+    """The setting that chooses a component of `kind`: its choices are that kind's names."""
+    return Setting(key, str, default, doc, names_a=kind)
+
+
+# The settings of the sweep itself; the components' own settings are added from the
+# registry (`schema()`), each table's after its own.
+FRAMEWORK: tuple[Setting, ...] = (
+    Setting("name", str, "sweep", "name of the sweep", sweepable=False),
+    _int("steps", 1000, "gradient steps per run", sweepable=False),
+    _int("log_every", 10, "steps between logged metrics (1 <= log_every <= steps)", sweepable=False),
+    _choice("dtype", "float32", ("float32", "float64"), "floating-point type", sweepable=False),
+    _chooses("data.name", "dataset", "linear_teacher", "data set (or 'file', 'inline': given arrays)"),
+    _int("data.n", 256, "training samples"),
+    _int("data.n_test", 256, "test samples"),
+    _int("data.d", 8, "input dimension"),
+    _float("data.noise", 0.0, "label-noise standard deviation"),
+    _choice("data.labels", "real", data.LABELS, "real targets or their sign (+-1)"),
+    _path("data.path", "data.name = 'file': an .npz (X_train, y_train, X_test, y_test) or a training CSV (last column the label)"),
+    _path("data.test_path", "data.name = 'file' with a CSV: the test CSV"),
+    _int("model.width", 128, "hidden units m"),
+    _chooses("model.activation", "activation", "relu", "activation"),
+    _choice("model.scaling", "ntk", models.SCALINGS, "output scale c_m: 1, 1/sqrt(m) or 1/m"),
+    _bool("model.bias", False, "hidden-layer bias b"),
+    _bool("model.train_W", True, "train the first layer W"),
+    _bool("model.train_a", True, "train the second layer a"),
+    _bool("model.train_b", True, "train the bias b (when model.bias)"),
+    _float("model.w_scale", 1.0, "W ~ N(0, w_scale^2 / d)"),
+    _choice("model.a_init", "gaussian", models.A_INITS, "a ~ a_scale * N(0, 1) or a_scale * (+-1, balanced)"),
+    _float("model.a_scale", 1.0, "scale of a at initialization"),
+    _float("model.b_scale", 0.0, "b ~ N(0, b_scale^2)"),
+    _choice("model.input_scaling", "none", models.INPUT_SCALINGS, "pre-activation w . x, or w . x / sqrt(d)"),
+    _chooses("model.constraint", "constraint", "none", "constraint on W after every step"),
+    _choice("optimizer.name", "gd", optim.BATCHES, "optimizer"),
+    _float("optimizer.lr", 0.1, "step size", positive=True),
+    _chooses("optimizer.schedule", "schedule", "constant", "step-size schedule"),
+    _float("optimizer.lr_scale_W", 1.0, "multiplier of the step size of W"),
+    _float("optimizer.lr_scale_a", 1.0, "multiplier of the step size of a (kappa = lr_a / lr_W; 0 freezes a)"),
+    _float("optimizer.lr_scale_b", 1.0, "multiplier of the step size of b"),
+    _int("optimizer.batch_size", 32, "sgd: samples per mini-batch (<= data.n)"),
+    _choice("optimizer.sampling", "replacement", optim.SAMPLINGS, "sgd: mini-batches drawn with replacement, or shuffled epochs"),
+    _chooses("loss.name", "loss", "mse", "training loss"),
+    _steps_list("measure.ntk_steps", "logged steps at which ntk_min_eig is computed (empty: all)"),
+    Setting("measure.escape_metric", str, "", "metric whose first crossing below the threshold is the summary column escape_step",
+            sweepable=False, names_a="metric"),
+    Setting("measure.escape_threshold", float, 0.5, "escape threshold", sweepable=False),
+    Setting("measure.escape_relative", bool, True, "the threshold is relative to the metric's value at step 0", sweepable=False),
+    _steps_list("summary_steps", "logged steps whose metrics get summary columns <metric>_at_<step>"),
+    _float("engine.divergence_bound", 1e8, "a run whose training loss exceeds this (or is not finite) is frozen as diverged", positive=True),
+    _int("engine.memory_budget_mb", 0, "MiB per device for one chunk of runs (0: half the accelerator's memory, or 8 MiB, about a CPU cache, on the host)", minimum=0, sweepable=False),
+    _int("engine.chunk_size", 0, "most runs per device in one compiled call (0: from the memory budget)", minimum=0, sweepable=False),
+    _choice("engine.strategy", "auto", ("auto", "vmap", "map"), "how a device trains the runs of a chunk: vmap (batched), map (one after another), auto (map on the host for runs over 512 KiB, else vmap)", sweepable=False),
+    _choice("engine.precision", "highest", ("highest", "high", "default"), "matmul precision", sweepable=False),
+    _choice("engine.kernel", "xla", ("xla", "fused"), "training loop: 'xla' (vmapped lax loop) or 'fused' (one Pallas kernel; gd, train_loss and test_loss only)", sweepable=False),
+)
+
+
+def choices(setting: Setting) -> tuple:
+    """The allowed values of a setting: its own, or the names of the components it chooses."""
+    if setting.names_a is None:
+        return setting.choices
+    names = registry.names(setting.names_a)
+    if setting.key == "data.name":
+        return names + data.GIVEN
+    if setting.key == "measure.escape_metric":
+        return ("",) + names
+    return names
+
+
+_SCHEMA_CACHE: dict = {}
+
+
+def schema() -> dict[str, Setting]:
+    """Every setting by dotted key: the framework's, then after each table's own, the
+    settings of its registered components (in registration order), choices filled in."""
+    version = tuple(len(components) for components in registry.REGISTRY.values())
+    if version not in _SCHEMA_CACHE:
+        by_table: dict[str, list[Setting]] = {}
+        for setting in registry.component_settings().values():
+            clash = next((f for f in FRAMEWORK if f.key == setting.key), None)
+            if clash:
+                raise SpecError(f"setting {setting.key} of a registered component clashes with jaxgd's own "
+                                f"setting {clash.key} ({clash.doc}); rename it")
+            by_table.setdefault(setting.key.split(".")[0], []).append(setting)
+        ordered, last_of_table = [], {}
+        for setting in FRAMEWORK:
+            last_of_table[setting.key.partition(".")[0] if "." in setting.key else ""] = len(ordered)
+            ordered.append(setting)
+        for table in sorted(by_table, key=lambda t: -last_of_table.get(t, len(ordered))):
+            at = last_of_table.get(table, len(ordered) - 1) + 1
+            ordered[at:at] = by_table[table]
+        filled = [dataclasses.replace(s, choices=choices(s)) if s.names_a else s for s in ordered]
+        _SCHEMA_CACHE.clear()
+        _SCHEMA_CACHE[version] = {s.key: s for s in filled}
+    return _SCHEMA_CACHE[version]
+
 
 TABLES = ("data", "model", "optimizer", "loss", "measure", "engine", "plot")
-TOP_LEVEL = ("name", "seeds", "steps", "log_every", "dtype", "metrics", "summary_steps") + TABLES
+TOP_LEVEL = ("name", "seeds", "steps", "log_every", "dtype", "metrics", "summary_steps", "plugins") + TABLES
 SWEEP_FORMS = ("linspace", "logspace", "geomspace")
 REDUCERS = ("median", "mean", "min", "max")
 PHASE_KEYS = {"x": None, "y": None, "value": None, "reduce": "median", "select": None, "file": None}
@@ -167,7 +184,7 @@ def _allowed(setting: Setting) -> str:
 
 def _check_scalar(key: str, value: Any) -> Any:
     """`value` converted to the setting's type, or a SpecError naming key and allowed values."""
-    setting = SCHEMA[key]
+    setting = schema()[key]
     fail = SpecError(f"{key}: got {value!r}; expected {_allowed(setting)}")
     if setting.type is bool:
         if not isinstance(value, bool):
@@ -215,7 +232,7 @@ def _expand_range(key: str, form: str, args: Any) -> list:
     if form == "geomspace" and (start <= 0 or stop <= 0):
         raise SpecError(f"{key}: got {{geomspace = {args!r}}}; expected start > 0 and stop > 0")
     values = [float(v) for v in make(start, stop, int(count))]
-    if SCHEMA[key].type is int:
+    if schema()[key].type is int:
         values = [round(v) for v in values]
         if len(set(values)) < len(values):
             raise SpecError(
@@ -227,7 +244,7 @@ def _expand_range(key: str, form: str, args: Any) -> list:
 
 def _resolve_setting(key: str, raw: Any) -> Any:
     """A scalar (unswept) or a list of at least one value (a swept axis)."""
-    setting = SCHEMA[key]
+    setting = schema()[key]
     if setting.type is tuple:  # a list of steps, not a sweep
         if not isinstance(raw, (list, tuple)) or not all(
             isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in raw
@@ -295,8 +312,8 @@ def parse_overrides(overrides) -> dict[str, Any]:
 
 
 def _check_known(key: str):
-    known = list(SCHEMA) + ["seeds", "metrics"]
-    if key not in SCHEMA and key not in ("seeds", "metrics"):
+    known = list(schema()) + ["seeds", "metrics"]
+    if key not in schema() and key not in ("seeds", "metrics"):
         table = key.split(".")[0]
         where = f"[{table}] " if table in TABLES else ""
         raise SpecError(f"unknown key {where}'{key}'{_nearest(key, known)}")
@@ -318,11 +335,12 @@ def _resolve_seeds(raw) -> list[int]:
 
 
 def _resolve_metrics(raw) -> tuple[str, ...]:
+    known = registry.names("metric")
     if not isinstance(raw, list) or not raw or not all(isinstance(m, str) for m in raw):
-        raise SpecError(f"metrics: got {raw!r}; expected a non-empty list of metric names from {', '.join(metrics.METRICS)}")
+        raise SpecError(f"metrics: got {raw!r}; expected a non-empty list of metric names from {', '.join(known)}")
     for name in raw:
-        if name not in metrics.METRICS:
-            raise SpecError(f"metrics: unknown metric {name!r}{_nearest(name, metrics.METRICS)}; allowed: {', '.join(metrics.METRICS)}")
+        if name not in known:
+            raise SpecError(f"metrics: unknown metric {name!r}{_nearest(name, known)}; allowed: {', '.join(known)}")
     if len(set(raw)) < len(raw):
         raise SpecError(f"metrics: got repeated names in {raw!r}")
     return tuple(raw)
@@ -340,13 +358,18 @@ def _values(settings, key) -> list:
 
 # What `engine.kernel = "fused"` (jaxgd/fused.py) supports, beyond which it is refused:
 # setting -> allowed values; and the metrics it computes.
-FUSED_KERNEL_ALLOWS = {
-    # gelu: JAX's Triton backend has no rule for erfc, so the kernel would not compile on GPUs
-    "model.activation": tuple(name for name in models.ACTIVATIONS if name != "gelu"),
-    "optimizer.name": ("gd",),
-    "model.constraint": ("none",),
-    "engine.precision": ("highest",),
-}
+def fused_kernel_allows() -> dict[str, tuple]:
+    """What `engine.kernel = "fused"` (jaxgd/fused.py) supports, beyond which it is
+    refused: setting -> allowed values."""
+    return {
+        # gelu: JAX's Triton backend has no rule for erfc, so the kernel would not compile on GPUs
+        "model.activation": tuple(name for name in registry.names("activation") if name != "gelu"),
+        "optimizer.name": ("gd",),
+        "model.constraint": ("none",),
+        "engine.precision": ("highest",),
+    }
+
+
 FUSED_KERNEL_METRICS = ("train_loss", "test_loss")
 
 
@@ -355,7 +378,7 @@ def _check_fused_kernel(settings, metric_names):
         raise SpecError(f"{key}: got {value!r}; with engine.kernel = 'fused' expected "
                         + ("one of " if len(allowed) > 1 else "") + ", ".join(repr(v) for v in allowed))
 
-    for key, allowed in FUSED_KERNEL_ALLOWS.items():
+    for key, allowed in fused_kernel_allows().items():
         for value in _values(settings, key):
             if value not in allowed:
                 refuse(key, value, allowed)
@@ -372,42 +395,39 @@ def _check_combinations(settings, metric_names):
         raise SpecError(f"log_every: got {settings['log_every']}; expected 1 <= log_every <= steps = {settings['steps']}")
     real_labels = "real" in _values(settings, "data.labels")
     for name in _values(settings, "loss.name"):
-        if name in losses.CLASSIFICATION_LOSSES and real_labels:
+        if registry.get("loss", name).declared("labels_pm1") and real_labels:
             raise SpecError(
                 f"loss.name: '{name}' needs +-1 labels but data.labels includes 'real'; "
                 "set data.labels = 'sign'"
             )
-    for name in metric_names:
-        if name in metrics.CLASSIFICATION_METRICS and real_labels:
-            raise SpecError(f"metrics: '{name}' needs +-1 labels but data.labels includes 'real'; set data.labels = 'sign'")
+    chosen = [registry.get("metric", name) for name in metric_names]
+    for metric in chosen:
+        if metric.declared("labels_pm1") and real_labels:
+            raise SpecError(f"metrics: '{metric.name}' needs +-1 labels but data.labels includes 'real'; set data.labels = 'sign'")
     names = _values(settings, "data.name")
-    one_dimensional = [name for name in names if name in data.ONE_DIMENSIONAL]
-    one_dimensional += [name for name in metric_names if name in metrics.ONE_DIMENSIONAL_METRICS]
+    generated = [registry.get("dataset", n) for n in names if n not in data.GIVEN]
+    for dataset in generated:
+        _check_requires(settings, dataset)
+    one_dimensional = [m.name for m in chosen if m.declared("one_dimensional")]
     if one_dimensional and _values(settings, "data.d") != [1]:
         raise SpecError(f"data.d: got {settings['data.d']!r}; {', '.join(one_dimensional)} needs data.d = 1")
     if set(_values(settings, "optimizer.name")) & set(optim.MINIBATCH):
         batch, n = max(_values(settings, "optimizer.batch_size")), min(_values(settings, "data.n"))
         if batch > n:
             raise SpecError(f"optimizer.batch_size: got {batch}; expected at most data.n = {n}")
-    generated = [n for n in names if n not in data.GIVEN]
-    if "parity" in names and max(_values(settings, "data.k")) > min(_values(settings, "data.d")):
-        raise SpecError(f"data.k: got {settings['data.k']!r}; parity needs k <= data.d = {settings['data.d']!r}")
-    if "xor" in names and min(_values(settings, "data.d")) < 2:
-        raise SpecError(f"data.d: got {settings['data.d']!r}; xor needs data.d >= 2")
     if set(_values(settings, "optimizer.name")) & set(optim.ONLINE) and len(generated) < len(names):
         raise SpecError("optimizer.name: online_sgd draws fresh samples and needs a generated data set, not given data")
-    for name in metric_names:
-        if name in metrics.GENERATOR_METRICS and len(generated) < len(names):
-            raise SpecError(f"metrics: '{name}' draws fresh samples and needs a generated data set, not given data")
-        if name in metrics.TEACHER_DIRECTION_METRICS and not set(names) <= set(metrics.TEACHER_DIRECTION_DATA):
-            raise SpecError(f"metrics: '{name}' needs a teacher direction w*: data.name one of {', '.join(metrics.TEACHER_DIRECTION_DATA)}")
-    if "committee_risk" in metric_names and (
-        _values(settings, "model.activation") != ["square"] or _values(settings, "data.name") != ["single_index"]
-        or _values(settings, "data.link") != ["square"] or True in _values(settings, "model.bias")
-        or _values(settings, "model.input_scaling") != ["sqrt_d"]
-    ):
-        raise SpecError("metrics: 'committee_risk' is the closed form for model.activation = 'square', model.input_scaling = 'sqrt_d', "
-                        "no bias, on data.name = 'single_index' with data.link = 'square'; use population_risk otherwise")
+    with_direction = [n for n in registry.names("dataset") if registry.get("dataset", n).declared("teacher_direction")]
+    for metric in chosen:
+        if metric.declared("fresh_samples") and len(generated) < len(names):
+            raise SpecError(f"metrics: '{metric.name}' draws fresh samples and needs a generated data set, not given data")
+        if metric.declared("teacher_direction") and not set(names) <= set(with_direction):
+            raise SpecError(f"metrics: '{metric.name}' needs a teacher direction w*: data.name one of {', '.join(with_direction)}")
+        if metric.declared("requires"):
+            for combination in _static_combinations(settings):
+                message = metric.declared("requires")(combination)
+                if message:
+                    raise SpecError(f"metrics: {message}")
     if settings["measure.escape_metric"] and settings["measure.escape_metric"] not in metric_names:
         raise SpecError(f"measure.escape_metric: got {settings['measure.escape_metric']!r}; it must be one of the spec's metrics: {', '.join(metric_names)}")
     logged = set(logged_steps(settings["steps"], settings["log_every"]).tolist())
@@ -420,6 +440,43 @@ def _check_combinations(settings, metric_names):
         can_freeze("model.train_b") or can_freeze("model.bias")
     ):
         raise SpecError("model.train_W, model.train_a, model.train_b: some run would train no layer; train at least one")
+
+
+def _static_combinations(settings):
+    """Each combination of the swept static settings, as a Config-like namespace
+    (`cfg.model.activation`; a swept float reads as its first value)."""
+    static_swept = [k for k, v in settings.items() if isinstance(v, list) and not schema()[k].traced]
+    first = {k: (v[0] if isinstance(v, list) else v) for k, v in settings.items()}
+    for values in itertools.product(*(settings[k] for k in static_swept)):
+        yield _Namespace({**first, **dict(zip(static_swept, values))})
+
+
+class _Namespace:
+    """Flat {dotted key: value} read by attribute: ns.model.width."""
+
+    def __init__(self, flat: dict, prefix: str = ""):
+        self._flat, self._prefix = flat, prefix
+
+    def __getattr__(self, name):
+        key = self._prefix + name
+        if key in self._flat:
+            return self._flat[key]
+        if any(k.startswith(key + ".") for k in self._flat):
+            return _Namespace(self._flat, key + ".")
+        raise AttributeError(key)
+
+
+def _check_requires(settings, dataset: registry.Component):
+    """A data set's own condition on data.d and its settings, for every value swept."""
+    requires = dataset.declared("requires")
+    if requires is None:
+        return
+    keys = ["data.d"] + [s.key for s in dataset.settings]
+    for values in itertools.product(*(_values(settings, k) for k in keys)):
+        named = dict(zip([k.rpartition(".")[2] for k in keys], values))
+        message = requires(**named)
+        if message:
+            raise SpecError(f"data.name = '{dataset.name}': {message}")
 
 
 def column_names(swept_keys) -> dict[str, str]:
@@ -442,6 +499,7 @@ class Spec:
     metrics: tuple[str, ...]
     plot: dict[str, list[dict]]
     given: given.GivenData | None = None  # the arrays of data.name = "file" or "inline"
+    plugins: tuple[str, ...] = ()  # the user files and modules that register components, resolved
 
     @property
     def name(self) -> str:
@@ -458,6 +516,8 @@ class Spec:
     def to_dict(self) -> dict:
         """The nested, fully resolved spec (sweeps expanded to lists)."""
         out: dict[str, Any] = {"seeds": list(self.seeds), "metrics": list(self.metrics)}
+        if self.plugins:
+            out["plugins"] = list(self.plugins)
         for key, value in self.settings.items():
             table, _, leaf = key.rpartition(".")
             (out.setdefault(table, {}) if table else out)[leaf or key] = list(value) if isinstance(value, tuple) else value
@@ -605,6 +665,7 @@ def load(spec, overrides=None) -> Spec:
     else:
         raise SpecError(f"spec: expected a path to a TOML file or a dict, got {type(spec).__name__}")
 
+    plugin_names = plugins.load(raw.pop("plugins", []), base)
     flat = _flatten(raw)
     plot_raw = flat.pop("plot", None)
     inline_arrays = {k: flat.pop(f"data.{k}") for k in given.ARRAY_NAMES if f"data.{k}" in flat}
@@ -616,10 +677,10 @@ def load(spec, overrides=None) -> Spec:
     for key in flat:
         _check_known(key)
 
-    settings = {key: _resolve_setting(key, flat.get(key, s.default)) for key, s in SCHEMA.items()}
+    settings = {key: _resolve_setting(key, flat.get(key, s.default)) for key, s in schema().items()}
     arrays = _resolve_given(settings, flat, inline_arrays, base)
     seeds = _resolve_seeds(flat.get("seeds", 1))
     metric_names = _resolve_metrics(flat.get("metrics", list(DEFAULT_METRICS)))
     _check_combinations(settings, metric_names)
     plot = _resolve_plot(plot_raw, settings, metric_names)
-    return Spec(settings=settings, seeds=seeds, metrics=metric_names, plot=plot, given=arrays)
+    return Spec(settings=settings, seeds=seeds, metrics=metric_names, plot=plot, given=arrays, plugins=plugin_names)

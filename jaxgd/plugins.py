@@ -1,0 +1,82 @@
+"""User components from the files a spec names (`plugins = ["pieces.py"]`): each is
+imported once per process, before the spec is validated, so its activations, data sets,
+losses, metrics, schedules and constraints, and their settings, are known to validation
+like built-in ones. A plugin that fails is refused with its path and the problem, and
+registers nothing."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import importlib
+import importlib.util
+import sys
+from pathlib import Path
+
+from jaxgd import registry
+from jaxgd.errors import SpecError
+
+_LOADED: dict[str, str] = {}  # plugin -> the module it was loaded as
+
+
+def _is_path(entry: str) -> bool:
+    return entry.endswith(".py") or "/" in entry or "\\" in entry
+
+
+def resolve(entry, base: Path | None) -> str:
+    """A plugin entry as it is saved: an absolute path for a file (relative paths start
+    at the spec's folder), the module name for a module."""
+    if not isinstance(entry, str) or not entry:
+        raise SpecError(f"plugins: got {entry!r}; expected a path to a .py file or an importable module name")
+    if not _is_path(entry):
+        return entry
+    path = Path(entry).expanduser()
+    if not path.is_absolute():
+        path = (base or Path.cwd()) / path
+    return str(path.resolve())
+
+
+def _import(plugin: str):
+    if not _is_path(plugin):
+        return importlib.import_module(plugin)
+    path = Path(plugin)
+    if not path.is_file():
+        raise SpecError(f"plugins: {plugin} not found")
+    name = f"jaxgd_plugin_{path.stem}_{hashlib.sha256(plugin.encode()).hexdigest()[:8]}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
+    return module
+
+
+def load(entries, base: Path | None = None) -> tuple[str, ...]:
+    """Import the plugins `entries` (once per process) and return them resolved."""
+    if not isinstance(entries, list):
+        raise SpecError(f"plugins: got {entries!r}; expected a list of .py files or module names")
+    resolved = tuple(resolve(entry, base) for entry in entries)
+    for plugin in resolved:
+        if plugin in _LOADED:
+            continue
+        before = copy.copy({kind: dict(components) for kind, components in registry.REGISTRY.items()})
+        try:
+            module = _import(plugin)
+        except SpecError as err:
+            _restore(before)
+            raise SpecError(str(err) if str(err).startswith("plugins:") else f"plugins: {plugin}: {err}") from None
+        except Exception as err:  # noqa: BLE001 - any failure of a user's file is reported as such
+            _restore(before)
+            raise SpecError(f"plugins: {plugin} failed to load: {type(err).__name__}: {err}") from None
+        _LOADED[plugin] = module.__name__
+    return resolved
+
+
+def _restore(registered: dict) -> None:
+    """Forget what a failed plugin registered."""
+    for kind, components in registered.items():
+        registry.REGISTRY[kind].clear()
+        registry.REGISTRY[kind].update(components)
