@@ -4,16 +4,16 @@ import numpy as np
 import pytest
 
 import jaxgd
-from jaxgd import data, losses, metrics
+from jaxgd import losses, registry
 
 from conftest import make_spec
 
 
 def test_losses():
     f, y = np.array([0.5, -1.0, 2.0]), np.array([1.0, -1.0, -1.0])
-    assert losses.mse(f, y, None) == pytest.approx(np.mean(0.5 * (f - y) ** 2))
-    assert losses.logistic(f, y, None) == pytest.approx(np.mean(np.log1p(np.exp(-y * f))))
-    assert np.isfinite(losses.logistic(np.array([1e4]), np.array([-1.0]), None))  # no overflow
+    assert losses.mse(f, y) == pytest.approx(np.mean(0.5 * (f - y) ** 2))
+    assert losses.logistic(f, y) == pytest.approx(np.mean(np.log1p(np.exp(-y * f))))
+    assert np.isfinite(losses.logistic(np.array([1e4]), np.array([-1.0])))  # no overflow
 
 
 def test_linear_teacher_targets_and_noise():
@@ -36,21 +36,23 @@ def test_relu_and_two_layer_teachers_and_sign_labels():
 
 def test_every_registry_entry_runs():
     """Every generated data set, loss, optimizer and metric runs inside the engine."""
-    special = (metrics.ONE_DIMENSIONAL_METRICS + metrics.CLASSIFICATION_METRICS
-               + metrics.TEACHER_DIRECTION_METRICS)
+    def having(kind, flag):
+        return [name for name in registry.names(kind) if registry.get(kind, name).declared(flag)]
+
+    one_dimensional, classification = having("metric", "one_dimensional"), having("metric", "labels_pm1")
+    special = one_dimensional + classification + having("metric", "teacher_direction")
     costly = ("ntk_min_eig", "sharpness", "lr_sharpness", "lipschitz_lower")  # compiled once, in the first sweep
-    everything = [m for m in metrics.METRICS if m not in special]
+    everything = [m for m in registry.names("metric") if m not in special]
     common = [m for m in everything if m not in costly]
-    teacher_data = list(metrics.TEACHER_DIRECTION_DATA)
+    teacher_data = having("dataset", "teacher_direction")
     sweeps = [  # 12 compiled programs in all
         dict(data={"name": teacher_data}, model={"activation": "gelu", "bias": True},
              metrics=everything + ["overlap_max", "overlap_mean"]),
         dict(data={"name": ["two_layer_teacher", "random_labels"]}, optimizer={"name": "sgd", "batch_size": 4},
              model={"constraint": "spherical"}, metrics=common),
-        dict(data={"name": list(data.BINARY), "labels": "sign", "d": 3}, loss={"name": "logistic"},
-             model={"activation": "leaky_softplus", "constraint": "norm_only"}, metrics=common + list(metrics.CLASSIFICATION_METRICS)),
-        dict(data={"name": list(data.ONE_DIMENSIONAL), "d": 1}, loss={"name": "huber"},
-             metrics=common + list(metrics.ONE_DIMENSIONAL_METRICS)),
+        dict(data={"name": having("dataset", "labels_pm1"), "labels": "sign", "d": 3}, loss={"name": "logistic"},
+             model={"activation": "leaky_softplus", "constraint": "norm_only"}, metrics=common + classification),
+        dict(data={"name": ["sin_1d"], "d": 1}, loss={"name": "huber"}, metrics=common + one_dimensional),
         dict(data={"name": "single_index", "link": ["he2", "he3"]}, metrics=common + ["overlap_max"]),
         dict(data={"name": "single_index"}, optimizer={"name": "online_sgd", "batch_size": 2},
              metrics=common + ["committee_risk"],
@@ -64,7 +66,7 @@ def test_every_registry_entry_runs():
         settings = jaxgd.load_spec(spec).settings
         covered |= set(results.spec["metrics"]) | set(np.atleast_1d(settings["data.name"])) | set(np.atleast_1d(settings["loss.name"]))
         covered |= set(np.atleast_1d(settings["optimizer.name"]))
-    assert set(metrics.METRICS) | set(data.DATASETS) | set(losses.LOSSES) <= covered | {"mse"}
+    assert {*registry.names("metric"), *registry.names("dataset"), *registry.names("loss")} <= covered | {"mse"}
 
 
 def test_norm_and_error_metrics():

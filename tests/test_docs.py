@@ -5,20 +5,20 @@ from pathlib import Path
 
 import pytest
 
-from jaxgd import data, losses, metrics, models, optim
-from jaxgd.spec import SCHEMA
+from jaxgd import models, optim, registry
+from jaxgd.spec import schema
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
 
 
-@pytest.mark.parametrize("key", sorted(SCHEMA))
+@pytest.mark.parametrize("key", sorted(schema()))
 def test_every_setting_is_documented(key):
     assert f"| `{key}` |" in README
 
 
-@pytest.mark.parametrize("name", sorted({*data.DATASETS, *losses.LOSSES, *metrics.METRICS,
-                                         *models.ACTIVATIONS, *models.SCALINGS, *optim.OPTIMIZERS}))
+@pytest.mark.parametrize("name", sorted({*(name for kind in registry.KINDS for name in registry.names(kind)),
+                                         *models.SCALINGS, *optim.BATCHES}))
 def test_every_registry_entry_is_documented(name):
     assert f"`{name}`" in README
 

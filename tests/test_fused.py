@@ -150,7 +150,7 @@ def lower_for_gpu(monkeypatch, **settings):
             lowering_platforms=("cuda",))
 
 
-@pytest.mark.parametrize("activation", specs.FUSED_KERNEL_ALLOWS["model.activation"])
+@pytest.mark.parametrize("activation", specs.fused_kernel_allows()["model.activation"])
 def test_kernel_lowers_to_triton(monkeypatch, activation):
     lowered = lower_for_gpu(monkeypatch, data={"n": 150, "labels": "sign"}, loss={"name": "logistic"},
                             model={"activation": activation, "bias": True}, optimizer={"schedule": "exp_decay"})

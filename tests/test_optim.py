@@ -4,18 +4,13 @@ import numpy as np
 import pytest
 
 import jaxgd
-from jaxgd import optim
-from jaxgd.plan import Config, Static
+from jaxgd import optim, registry
 
 from conftest import make_spec
 
 
-def schedule_config(name, **hyper):
-    base = {"optimizer.lr": 0.5, "optimizer.decay_start": 10.0, "optimizer.decay_rate": 0.1,
-            "optimizer.decay_tau": 5.0, "optimizer.decay_power": 2.0, "optimizer.decay_every": 4.0,
-            "optimizer.decay_factor": 0.5}
-    static = Static((("dtype", np.dtype("float32")), ("optimizer.schedule", name)))
-    return Config(static, {**base, **hyper})
+SETTINGS = {"decay_start": 10.0, "decay_rate": 0.1, "decay_tau": 5.0, "decay_power": 2.0, "decay_every": 4.0,
+            "decay_factor": 0.5}
 
 
 T = np.arange(30.0)
@@ -28,10 +23,12 @@ EXPECTED = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(optim.SCHEDULES))
+@pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_schedule_formula(name):
-    assert set(EXPECTED) == set(optim.SCHEDULES)
-    np.testing.assert_allclose(optim.step_size(schedule_config(name), T), EXPECTED[name], rtol=1e-6)
+    assert set(EXPECTED) == set(registry.names("schedule"))
+    schedule = registry.get("schedule", name)
+    settings = {s.leaf: SETTINGS[s.leaf] for s in schedule.settings}
+    np.testing.assert_allclose(schedule.fn(np.float32(T), 0.5, **settings), EXPECTED[name], rtol=1e-6)
 
 
 def test_engine_logs_the_scheduled_step_size():

@@ -118,7 +118,7 @@ def test_columns_use_the_last_part_unless_two_clash():
 def test_integer_values_are_accepted_for_float_settings_and_defaults_fill_in():
     spec = specs.load({"optimizer": {"lr": 1}})
     assert spec.settings["optimizer.lr"] == 1.0 and isinstance(spec.settings["optimizer.lr"], float)
-    assert spec.settings["model.width"] == specs.SCHEMA["model.width"].default
+    assert spec.settings["model.width"] == specs.schema()["model.width"].default
     assert spec.seeds == [0] and spec.metrics == specs.DEFAULT_METRICS
 
 
