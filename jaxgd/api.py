@@ -13,7 +13,6 @@ import numpy as np
 from jaxgd import compile_cache, distributed, engine, plot, shares
 from jaxgd import plan as planning
 from jaxgd import spec as specs
-from jaxgd.bind import science
 from jaxgd.results import Results
 from jaxgd.store import Store, report_damaged
 
@@ -107,14 +106,9 @@ def materialize(spec, run_id: int, *, overrides=None) -> dict:
     hyper = {k: v[i] for k, v in group.hyper.items()}
     with engine.numerics(group.static):
         # The same traced computation as inside the engine, for one run.
-        def setup(h, seed):
-            cfg = planning.Config(group.static, h)
-            return engine.setup(cfg, science(cfg), seed)[:3]
-
-        setup = jax.jit(setup)
+        setup = jax.jit(lambda h, s: engine.setup(planning.Config(group.static, h), s)[:3])
         data, teacher, params = jax.device_get(setup(hyper, group.seeds[i]))
-    settings = {k: v for k, v in group.static.items if k not in ("dtype", "metrics", "data.given")}
-    settings.update({k: v.item() for k, v in hyper.items()})
+    settings = planning.run_settings(group, i)
     return {
         **{name: np.asarray(value) for name, value in data._asdict().items()},
         "params": {name: np.asarray(value) for name, value in params.items()},

@@ -36,9 +36,10 @@ class RunSetup(NamedTuple):
     sharpness_start: jax.Array | None  # start of the power iteration, where sharpness is tracked
 
 
-def setup(cfg: Config, run: Science, seed) -> RunSetup:
+def setup(cfg: Config, seed) -> RunSetup:
     """Everything random about a run, from its seed alone."""
     draws_key, batches_key, metrics_key = rng.run_keys(seed)
+    run = science(cfg)
 
     def build(draws):
         given = cfg.data.given if cfg.data.name in datasets.GIVEN else None
@@ -101,7 +102,7 @@ def train_run(static: Static, hyper: dict, seed):
     the divergence on) and its diverged_step (-1 if it never diverged)."""
     cfg = Config(static, hyper)
     run = science(cfg)
-    start = setup(cfg, run, seed)
+    start = setup(cfg, seed)
     data, params = start.data, start.params
     trainable, frozen = models.split(params, run.trained)
     optimizer = optim.descent(run.step_size, lr_scales={"W": cfg.optimizer.lr_scale_W, "a": cfg.optimizer.lr_scale_a,
@@ -210,11 +211,7 @@ def train_runs_fused(static: Static, hyper: dict, seeds):
     """The runs of `jax.vmap(train_run)`, from the same `setup`, trained by the fused
     Pallas kernel instead (`engine.kernel = "fused"`, see jaxgd/fused.py)."""
 
-    def start(h, seed):
-        cfg = Config(static, h)
-        return setup(cfg, science(cfg), seed)
-
-    runs = jax.vmap(start)(hyper, seeds)
+    runs = jax.vmap(lambda h, seed: setup(Config(static, h), seed))(hyper, seeds)
     return fused.train(static, hyper, runs.data, runs.params)
 
 

@@ -118,6 +118,18 @@ class _Table:
             raise AttributeError(f"{self._table}.{leaf}") from None
 
 
+# What a group's static settings hold beyond the spec's own settings.
+GIVEN_ARRAYS = "data.given"  # the arrays of given data (None for a generated data set)
+NOT_SETTINGS = ("dtype", "metrics", GIVEN_ARRAYS)
+
+
+def run_settings(group: "Group", position: int) -> dict[str, Any]:
+    """The resolved settings of the run at `position` in `group`, as plain values."""
+    settings = {k: v for k, v in group.static.items if k not in NOT_SETTINGS}
+    settings.update({k: v[position].item() for k, v in group.hyper.items()})
+    return settings
+
+
 def bytes_per_run(static: Static) -> int:
     """A generous estimate of the device memory one run of a vmapped chunk holds."""
     n, n_test, d, m = (static[k] for k in ("data.n", "data.n_test", "data.d", "model.width"))
@@ -219,7 +231,7 @@ def make(spec: Spec) -> Plan:
 
     dtype = np.dtype(settings["dtype"])
     base = {k: v for k, v in settings.items() if not is_traced(k) and k not in swept}
-    base.update(dtype=dtype, metrics=spec.metrics, **{"data.given": spec.given})
+    base.update({"dtype": dtype, "metrics": spec.metrics, GIVEN_ARRAYS: spec.given})
     static_swept = [k for k in swept if not is_traced(k)]
     budget = int(settings["engine.memory_budget_mb"] * 2**20) or default_memory_budget()
 

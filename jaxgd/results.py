@@ -45,22 +45,21 @@ def summary_table(plan: Plan, outputs: Outputs) -> pd.DataFrame:
             table[f"max_{name}"] = np.nanmax(values, axis=1)
             for step in plan.spec.settings["summary_steps"]:
                 table[f"{name}_at_{step}"] = values[:, np.searchsorted(outputs.steps, step)]
-    if plan.spec.settings["measure.escape_metric"]:
-        table["escape_step"] = escape_steps(plan.spec.settings, outputs)
+    if plan.spec.escape:
+        metric, threshold, relative = plan.spec.escape
+        table["escape_step"] = escape_steps(outputs.steps, outputs.history[metric], threshold=threshold, relative=relative)
     return table
 
 
-def escape_steps(settings, outputs: Outputs) -> pd.array:
-    """First logged step at which measure.escape_metric falls below the threshold (times
-    its value at step 0 where relative); <NA> if it never does."""
-    values = outputs.history[settings["measure.escape_metric"]]
-    threshold = settings["measure.escape_threshold"]
-    if settings["measure.escape_relative"]:
+def escape_steps(steps, values, *, threshold: float, relative: bool) -> pd.array:
+    """First logged step at which `values` (runs x logged steps) fall below the threshold
+    (times their value at step 0 where relative); <NA> if they never do."""
+    if relative:
         threshold = threshold * values[:, :1]
     below = values < threshold
-    steps = pd.array(outputs.steps[below.argmax(axis=1)], dtype="Int64")
-    steps[~below.any(axis=1)] = pd.NA
-    return steps
+    first = pd.array(steps[below.argmax(axis=1)], dtype="Int64")
+    first[~below.any(axis=1)] = pd.NA
+    return first
 
 
 def _atomic_write(path: Path, write) -> None:

@@ -109,6 +109,12 @@ FRAMEWORK: tuple[Setting, ...] = (
 )
 
 
+# Settings a resumed sweep may change: its name, its plots, and how its runs are cut into
+# chunks and batched (not which runs there are or what each computes; another chunk size
+# or strategy may change values in the last bits, as XLA compiles them differently).
+FREE_KEYS = ("name", "plot", "engine.memory_budget_mb", "engine.chunk_size", "engine.strategy")
+
+
 def choices(setting: Setting) -> tuple:
     """The allowed values of a setting: its own, or the names of the components it chooses."""
     if setting.names_a is None:
@@ -513,6 +519,12 @@ class Spec:
     def columns(self) -> dict[str, str]:
         return column_names(self.swept)
 
+    @property
+    def escape(self) -> tuple[str, float, bool] | None:
+        """(metric, threshold, relative) of the summary column escape_step, if asked for."""
+        metric = self.settings["measure.escape_metric"]
+        return (metric, self.settings["measure.escape_threshold"], self.settings["measure.escape_relative"]) if metric else None
+
     def to_dict(self) -> dict:
         """The nested, fully resolved spec (sweeps expanded to lists)."""
         out: dict[str, Any] = {"seeds": list(self.seeds), "metrics": list(self.metrics)}
@@ -684,3 +696,53 @@ def load(spec, overrides=None) -> Spec:
     _check_combinations(settings, metric_names)
     plot = _resolve_plot(plot_raw, settings, metric_names)
     return Spec(settings=settings, seeds=seeds, metrics=metric_names, plot=plot, given=arrays, plugins=plugin_names)
+
+
+# Spec entries that are not settings of one value, documented beside them.
+OTHER_ENTRIES = (
+    {"key": "seeds", "type": "int or list", "kind": "static", "default": "1", "allowed": "",
+     "doc": "a count (seeds 0..k-1) or a list of distinct integers"},
+    {"key": "metrics", "type": "list of str", "kind": "static", "default": '["train_loss", "test_loss"]', "allowed": "",
+     "doc": "metrics logged every `log_every` steps (see Metrics)"},
+    {"key": "plugins", "type": "list of str", "kind": "static", "default": "[]", "allowed": "",
+     "doc": "user files (relative to the spec) or modules that register components, loaded before validation"},
+    {"key": "data.X_train, data.y_train, data.X_test, data.y_test", "type": "arrays", "kind": "static", "default": "",
+     "allowed": "", "doc": "`inline`: the data themselves (lists in TOML, arrays in a Python dict)"},
+)
+
+
+def _shown(value) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, tuple):
+        return str(list(value))
+    return f'"{value}"' if isinstance(value, str) else f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _kind(setting: Setting) -> str:
+    if not setting.sweepable:
+        return "not sweepable"
+    return "traced" if setting.traced else "static"
+
+
+def settings_table(prefix: str = "") -> list[dict]:
+    """Every setting whose key starts with `prefix`: key, type, kind (traced, static or
+    not sweepable), default, allowed values and meaning: the one source of `jaxgd
+    settings`, the README's table and (through `schema()`) validation."""
+    rows = [
+        {"key": s.key, "type": "list of steps" if s.type is tuple else s.type.__name__, "kind": _kind(s),
+         "default": _shown(s.default), "allowed": ", ".join(f"`{c}`" for c in s.choices if c != "") or _allowed_text(s),
+         "doc": s.doc}
+        for s in schema().values()
+    ]
+    first_model = next(i for i, row in enumerate(rows) if row["key"].startswith("model."))
+    rows[first_model:first_model] = OTHER_ENTRIES[3:]
+    rows[4:4] = OTHER_ENTRIES[:3]
+    return [row for row in rows if row["key"].startswith(prefix)]
+
+
+def _allowed_text(setting: Setting) -> str:
+    """Bounds in words (choices are listed by name)."""
+    if setting.type in (int, float):
+        return _allowed(setting)
+    return ""

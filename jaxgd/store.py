@@ -35,10 +35,6 @@ from jaxgd.engine import Outputs
 from jaxgd.plan import Plan
 
 PARTS, SPEC_FILE = "parts", "spec.toml"
-# Settings a resumed sweep may change: its name, its plots, and how its runs are cut into
-# chunks and batched (not which runs there are or what each computes; another chunk size
-# or strategy may change values in the last bits, as XLA compiles them differently).
-FREE_KEYS = ("name", "plot", "engine.memory_budget_mb", "engine.chunk_size", "engine.strategy")
 
 
 class IncompleteError(ValueError):
@@ -75,7 +71,7 @@ def spec_differences(old: specs.Spec, new: specs.Spec) -> list[str]:
     a, b = _flat(old.to_dict()), _flat(new.to_dict())
     lines = []
     for key in sorted(set(a) | set(b)):
-        if key in FREE_KEYS or a.get(key) == b.get(key):
+        if key in specs.FREE_KEYS or a.get(key) == b.get(key):
             continue
         show = lambda v: "(unset)" if v is None else (repr(v) if len(repr(v)) < 60 else repr(v)[:57] + "...")
         lines.append(f"{key}: {show(a.get(key))} there, {show(b.get(key))} here")
