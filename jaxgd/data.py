@@ -65,14 +65,15 @@ def relu_teacher(draws, n, d, w_star):
 
 def two_layer_teacher_weights(draws, d, *, teacher_width: int = 4):
     """W* (k, d) and a* (k,), standard Gaussian.
-    teacher_width: hidden units of two_layer_teacher"""
+    teacher_width: hidden units of `two_layer_teacher`"""
     return draws.normal((teacher_width, d)), draws.normal((teacher_width,))
 
 
-@dataset("two_layer_teacher", teacher=two_layer_teacher_weights, names={"teacher_activation": "activation"})
+@dataset("two_layer_teacher", teacher=two_layer_teacher_weights, names={"teacher_activation": "activation"},
+         minimum={"teacher_width": 1})
 def two_layer_teacher(draws, n, d, teacher, *, teacher_activation: str = "relu"):
     """x ~ N(0, I_d), y = k^-1/2 sum_i a*_i act(w*_i . x / sqrt(d)).
-    teacher_activation: activation of two_layer_teacher"""
+    teacher_activation: activation of `two_layer_teacher` (any activation)"""
     W_star, a_star = teacher
     X = gaussian_inputs(draws, n, d)
     return X, teacher_activation(projection(X, W_star.T, d)) @ a_star / jnp.sqrt(W_star.shape[0])
@@ -87,7 +88,7 @@ def random_labels(draws, n, d):
 @dataset("sin_1d", requires=lambda d, **settings: None if d == 1 else "sin_1d needs data.d = 1")
 def sin_1d(draws, n, d, *, frequency: float = 1.0):
     """x ~ U[-1, 1], y = sin(pi * frequency * x) (d = 1).
-    frequency: sin_1d: y = sin(pi * frequency * x)"""
+    frequency: `sin_1d`: y = sin(pi * frequency * x)"""
     X = uniform_inputs(draws, n, d)
     return X, jnp.sin(jnp.pi * frequency * X[:, 0])
 
@@ -103,21 +104,21 @@ def xor(draws, n, d):
          requires=lambda d, k, **settings: None if k <= d else f"data.k = {k}: parity needs k <= data.d = {d}")
 def parity(draws, n, d, *, k: int = 2):
     """x uniform on the hypercube {-1, 1}^d, y = x_1 x_2 ... x_k.
-    k: parity: y = x_1 ... x_k"""
+    k: `parity`: y = x_1 ... x_k (k <= d)"""
     X = jnp.where(gaussian_inputs(draws, n, d) >= 0, 1.0, -1.0)
     return X, jnp.prod(X[:, :k], axis=1)
 
 
 def cluster_centres(draws, d, *, clusters: int = 4):
     """The centres ~ N(0, I_d) (norm about sqrt(d)), labels alternating +-1.
-    clusters: clusters: number of clusters (labels alternate +-1)"""
+    clusters: `clusters`: number of clusters, labels alternating +-1"""
     return draws.normal((clusters, d))
 
 
 @dataset("clusters", teacher=cluster_centres, labels_pm1=True, minimum={"clusters": 2, "cluster_std": 0.0})
 def clusters(draws, n, d, centres, *, cluster_std: float = 0.1):
     """x = a uniformly chosen centre + cluster_std * N(0, I_d); y = that cluster's label.
-    cluster_std: clusters: standard deviation around each centre"""
+    cluster_std: `clusters`: standard deviation around each centre"""
     k = centres.shape[0]
     choice = jnp.floor(k * ndtr(draws.normal((n,)))).astype(jnp.int32).clip(0, k - 1)
     X = centres[choice] + cluster_std * gaussian_inputs(draws, n, d)
@@ -138,7 +139,7 @@ def unit_teacher(draws, d):
 @dataset("single_index", teacher=unit_teacher, teacher_direction=True)
 def single_index(draws, n, d, w_star, *, link: Literal[tuple(LINKS)] = "square"):
     """x ~ N(0, I_d), y = link(w* . x / sqrt(d)); label noise sqrt(Delta) z is data.noise.
-    link: single_index: y = link(w* . x / sqrt(d)) + noise"""
+    link: `single_index`: `square` (z^2, phase retrieval), `he2` (z^2 - 1) or `he3` (z^3 - 3z)"""
     X = gaussian_inputs(draws, n, d)
     return X, LINKS[link](projection(X, w_star, d))
 

@@ -21,12 +21,16 @@ NOTES = {  # what a component's declared properties mean for a user
 }
 
 
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
 def settings_markdown() -> str:
     lines = ["| key | type | default | meaning |", "|---|---|---|---|"]
     for row in spec.settings_table():
         keys = ", ".join(f"`{k}`" for k in row["key"].split(", "))
         allowed = f" ({row['allowed']})" if row["allowed"] else ""
-        lines.append(f"| {keys} | {row['type']} ({row['kind']}) | {row['default']} | {row['doc']}{allowed} |")
+        lines.append(f"| {keys} | {row['type']} ({row['kind']}) | {row['default']} | {_cell(row['doc'] + allowed)} |")
     return "\n".join(lines)
 
 
@@ -45,7 +49,7 @@ def components_markdown() -> str:
         for name in registry.names(kind):
             component = registry.get(kind, name)
             settings = ", ".join(f"`{s.key}`" for s in component.settings) or "none"
-            lines.append(f"| {kind} | `{name}` | {settings} | {component.doc}{_notes(component)} |")
+            lines.append(f"| {kind} | `{name}` | {settings} | {_cell(component.doc + _notes(component))} |")
     return "\n".join(lines)
 
 

@@ -23,7 +23,7 @@ def logistic(f, y):
 @loss("huber", positive=("huber_delta",))
 def huber(f, y, *, huber_delta: float = 1.0):
     """mean of 0.5 r^2 where |r| <= delta, delta (|r| - delta / 2) beyond; r = f - y.
-    huber_delta: delta of the huber loss and the huber_loss metric"""
+    huber_delta: delta of the `huber` loss and the `huber_loss` metric"""
     r = jnp.abs(f - y)
     return jnp.mean(jnp.where(r <= huber_delta, 0.5 * r**2, huber_delta * (r - 0.5 * huber_delta)))
 

@@ -107,7 +107,7 @@ def lipschitz_lower(s):
 @metric("lipschitz_fd", one_dimensional=True, minimum={"fd_points": 2})
 def lipschitz_fd(s, *, fd_points: int = 1024):
     """d = 1: the largest finite-difference slope of f on a grid spanning the inputs.
-    fd_points: grid points of lipschitz_fd"""
+    fd_points: grid points of `lipschitz_fd`"""
     x = jnp.concatenate([s.data.X_train, s.data.X_test])[:, 0]
     grid = jnp.linspace(jnp.min(x), jnp.max(x), fd_points)
     f = s.predict(s.params, grid[:, None])
@@ -124,7 +124,7 @@ def lipschitz_upper(s):
 @metric("displacement", minimum={"displacement_from": 0.0})
 def displacement(s, *, displacement_from: float = 0.0):
     """||theta_t - theta_t0|| over the trained layers (NaN before t0).
-    displacement_from: t0 of the displacement metric ||theta_t - theta_t0||"""
+    displacement_from: t0 of `displacement`"""
     moved = jnp.sqrt(_sq_norm(jax.tree.map(jnp.subtract, _trainable(s), s.anchor)))
     return jnp.where(s.step >= displacement_from, moved, jnp.nan)
 
@@ -179,7 +179,7 @@ def margin(s, *, margin_degree: float = 0.0):
     """Normalized margin min_i y_i f(x_i) / ||theta||^k over the training set, theta the
     trained layers; k = margin_degree, or f's homogeneity degree in them (deg(act) for W,
     1 for a) where it is 0.
-    margin_degree: k of the margin min_i y_i f(x_i) / ||theta||^k (0: f's homogeneity degree)"""
+    margin_degree: k of `margin` (0: the homogeneity degree of f in the trained layers: deg(act) for W, + 1 for a)"""
     auto = ("W" in s.trained) * s.predict.homogeneity + ("a" in s.trained)
     k = jnp.where(margin_degree > 0, margin_degree, auto)
     f = s.predict(s.params, s.data.X_train)
@@ -276,7 +276,7 @@ def committee_risk(s):
 def population_risk(s, *, mc_samples: int = 4096):
     """Monte Carlo estimate of the population risk (the training loss on fresh samples
     from the data set's generator).
-    mc_samples: fresh samples of population_risk"""
+    mc_samples: fresh samples of `population_risk`"""
     X, y = s.sample_fresh(s.key, mc_samples)
     return s.loss(s.params, X, y)
 
@@ -292,7 +292,7 @@ def online_time(s):
 def sharpness(s, *, sharpness_iterations: int = 20):
     """The eigenvalue of largest magnitude of the training-loss Hessian (power iteration,
     warm-started from the previous logged step).
-    sharpness_iterations: power iterations per logged step for sharpness"""
+    sharpness_iterations: power iterations per logged step for `sharpness`, warm-started from the last logged step"""
     return s.tracked["sharpness"]
 
 

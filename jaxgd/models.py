@@ -28,7 +28,7 @@ def relu(z):
 @activation("leaky_relu", lipschitz=lambda leaky_slope: jnp.maximum(1.0, jnp.abs(leaky_slope)))
 def leaky_relu(z, *, leaky_slope: float = 0.01):
     """z for z >= 0, leaky_slope z below.
-    leaky_slope: negative slope of leaky_relu"""
+    leaky_slope: negative slope of `leaky_relu`"""
     return jnp.where(z >= 0, z, leaky_slope * z)
 
 
@@ -75,7 +75,7 @@ def square(z):
 @activation("leaky_softplus", lipschitz=lambda leaky_c: jnp.maximum(1.0, jnp.abs(leaky_c)))
 def leaky_softplus(z, *, leaky_c: float = 0.5):
     """c z + (1 - c) softplus(z): its slope runs between c and 1.
-    leaky_c: leaky_softplus: c z + (1 - c) softplus(z)"""
+    leaky_c: `leaky_softplus`: c z + (1 - c) softplus(z)"""
     return leaky_c * z + (1 - leaky_c) * jax.nn.softplus(z)
 
 
@@ -95,7 +95,7 @@ def _unit_rows(W):
 @constraint("spherical", minimum={"row_norm": 0.0})
 def spherical(W, W0, *, row_norm: float = 0.0):
     """Each row of W renormalized to norm row_norm.
-    row_norm: spherical: the norm of each row of W (0: sqrt(d))"""
+    row_norm: `spherical`: the norm of each row of W (0: sqrt(d))"""
     return jnp.where(row_norm > 0, row_norm, jnp.sqrt(W.shape[1])) * _unit_rows(W)
 
 

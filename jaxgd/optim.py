@@ -33,24 +33,24 @@ DECAY_BOUNDS = {"decay_start": 0.0, "decay_rate": 0.0, "decay_power": 0.0}
 @schedule("exp_decay", minimum=DECAY_BOUNDS)
 def exp_decay(t, lr, *, decay_start: float = 0.0, decay_rate: float = 0.01):
     """lr exp(-rate (t - t0)) for t >= t0.
-    decay_start: t0: the step at which decay begins
-    decay_rate: exp_decay: lr exp(-rate (t - t0))"""
+    decay_start: t0: the step at which the decay begins
+    decay_rate: `exp_decay`: r of lr exp(-r (t - t0))"""
     return lr * jnp.exp(-decay_rate * _after_start(t, decay_start))
 
 
 @schedule("poly_decay", minimum=DECAY_BOUNDS, positive=("decay_tau",))
 def poly_decay(t, lr, *, decay_start: float = 0.0, decay_tau: float = 100.0, decay_power: float = 1.0):
     """lr / (1 + (t - t0) / tau)^power.
-    decay_tau: poly_decay: lr / (1 + (t - t0) / tau)^power
-    decay_power: poly_decay: the power"""
+    decay_tau: `poly_decay`: tau of lr / (1 + (t - t0) / tau)^p
+    decay_power: `poly_decay`: the power p"""
     return lr / (1.0 + _after_start(t, decay_start) / decay_tau) ** decay_power
 
 
 @schedule("step_decay", minimum=DECAY_BOUNDS, positive=("decay_every", "decay_factor"))
 def step_decay(t, lr, *, decay_start: float = 0.0, decay_every: float = 100.0, decay_factor: float = 0.5):
     """lr * factor^floor((t - t0) / every).
-    decay_every: step_decay: steps between decays
-    decay_factor: step_decay: lr * factor^floor((t - t0) / every)"""
+    decay_every: `step_decay`: steps between decays
+    decay_factor: `step_decay`: factor per decay"""
     return lr * decay_factor ** jnp.floor(_after_start(t, decay_start) / decay_every)
 
 

@@ -111,7 +111,14 @@ class Component:
 
     @property
     def doc(self) -> str:
-        return (inspect.getdoc(self.fn) or "").split("\n")[0]
+        """The docstring's first paragraph, up to the settings' own lines."""
+        setting_line = re.compile(rf"\s*({'|'.join(s.leaf for s in self.settings) or '$^'})\s*:")
+        lines = []
+        for line in (inspect.getdoc(self.fn) or "").splitlines():
+            if not line.strip() or setting_line.match(line):
+                break
+            lines.append(line.strip())
+        return " ".join(lines)
 
 
 REGISTRY: dict[str, dict[str, Component]] = {kind: {} for kind in KINDS}
