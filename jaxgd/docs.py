@@ -58,17 +58,17 @@ def generated() -> dict[str, str]:
 
 
 def _pattern(section: str) -> re.Pattern:
-    return re.compile(rf"(<!-- generated: {section} -->\n).*?(\n<!-- end generated: {section} -->)", re.S)
+    return re.compile(rf"(<!-- generated: {section} -->\n)(.*?)(<!-- end generated: {section} -->)", re.S)
 
 
 def sections_of(readme: str) -> dict[str, str]:
     """The generated sections as committed in `readme`."""
-    return {s: m.group(0).split("\n", 1)[1].rsplit("\n", 1)[0] for s in SECTIONS if (m := _pattern(s).search(readme))}
+    return {s: m.group(2).rstrip("\n") for s in SECTIONS if (m := _pattern(s).search(readme))}
 
 
 def rewrite(readme: str) -> str:
     for section, text in generated().items():
-        readme = _pattern(section).sub(lambda m: m.group(1) + text + m.group(2), readme)
+        readme = _pattern(section).sub(lambda m: m.group(1) + text + "\n" + m.group(3), readme)
     return readme
 
 
