@@ -10,7 +10,9 @@ import copy
 import hashlib
 import importlib
 import importlib.util
+import inspect
 import sys
+from functools import partial
 from pathlib import Path
 
 from jaxgd import registry
@@ -80,3 +82,58 @@ def _restore(registered: dict) -> None:
     for kind, components in registered.items():
         registry.REGISTRY[kind].clear()
         registry.REGISTRY[kind].update(components)
+
+
+def _is_builtin(component: registry.Component) -> bool:
+    return Path(component.origin).parent == Path(__file__).resolve().parent
+
+
+def check_shapes(settings: dict) -> None:
+    """Trace (not compile) the user components the settings choose on small abstract
+    inputs, and refuse one whose output has the wrong shape, naming its plugin."""
+    import jax
+    import jax.numpy as jnp
+
+    from jaxgd import rng
+
+    first = lambda key: settings[key][0] if isinstance(settings[key], list) else settings[key]
+    chosen = lambda kind, key: [registry.get(kind, name) for name in ([settings[key]] if not isinstance(settings[key], list) else settings[key])
+                                if name in registry.names(kind)]
+
+    def bound(component, fn=None):
+        declared = inspect.signature(fn or component.fn).parameters
+        return partial(fn or component.fn, **{s.leaf: first(s.key) for s in component.settings
+                                              if s.leaf in declared and s.names_a is None})
+
+    def refuse(component, what, got, expected):
+        raise SpecError(f"plugins: {component.origin}: {component.kind} '{component.name}' returned {what} of shape "
+                        f"{tuple(got)}; expected {tuple(expected)}")
+
+    n, d, m = 5, first("data.d"), 3
+    z = jax.ShapeDtypeStruct((n, m), jnp.float32)
+    for activation in chosen("activation", "model.activation"):
+        if not _is_builtin(activation) and (shape := jax.eval_shape(bound(activation), z).shape) != z.shape:
+            refuse(activation, "an array", shape, z.shape)
+    f = jax.ShapeDtypeStruct((n,), jnp.float32)
+    for loss in chosen("loss", "loss.name"):
+        if not _is_builtin(loss) and (shape := jax.eval_shape(bound(loss), f, f).shape) != ():
+            refuse(loss, "an array", shape, ())
+    for dataset in chosen("dataset", "data.name"):
+        if _is_builtin(dataset):
+            continue
+        teacher = dataset.declared("teacher")
+
+        def sample(key):
+            def build(draws):
+                from jaxgd.data import randomness
+
+                extra = (bound(dataset, teacher)(randomness(draws, teacher), d),) if teacher else ()
+                return bound(dataset)(randomness(draws, dataset.fn), n, d, *extra)
+
+            return rng.draw(key, build, jnp.float32)
+
+        X, y = jax.eval_shape(sample, jax.random.key(0))
+        if X.shape != (n, d):
+            refuse(dataset, "X", X.shape, (n, d))
+        if y.shape != (n,):
+            refuse(dataset, "y", y.shape, (n,))

@@ -694,6 +694,8 @@ def load(spec, overrides=None) -> Spec:
     seeds = _resolve_seeds(flat.get("seeds", 1))
     metric_names = _resolve_metrics(flat.get("metrics", list(DEFAULT_METRICS)))
     _check_combinations(settings, metric_names)
+    if plugin_names:
+        plugins.check_shapes(settings)
     plot = _resolve_plot(plot_raw, settings, metric_names)
     return Spec(settings=settings, seeds=seeds, metrics=metric_names, plot=plot, given=arrays, plugins=plugin_names)
 
