@@ -16,7 +16,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from flax import struct
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from tqdm.auto import tqdm
 
@@ -63,7 +62,11 @@ class Increases(NamedTuple):
     last_step: jax.Array  # -1 before the first
 
 
-class TrainState(struct.PyTreeNode):
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class TrainState:
+    """What the loop carries from step to step (a pytree: every field is traced)."""
+
     trainable: dict  # the layers gradient descent updates
     opt_state: optax.OptState
     anchor: dict | None  # the trainable layers at step measure.displacement_from (if tracked)
@@ -71,6 +74,8 @@ class TrainState(struct.PyTreeNode):
     increases: Increases | None  # (if tracked)
     alive: jax.Array  # bool: not diverged
     diverged_step: jax.Array  # int32: first step whose loss was non-finite or above the bound; -1 if none
+
+    replace = dataclasses.replace
 
 
 def measure(cfg: Config, run: Science, s: metrics.Snapshot) -> dict[str, jax.Array]:
