@@ -85,7 +85,8 @@ def _restore(registered: dict) -> None:
 
 
 def _is_builtin(component: registry.Component) -> bool:
-    return Path(component.origin).parent == Path(__file__).resolve().parent
+    """Registered by jaxgd itself (built-ins are trusted; users' components are checked)."""
+    return Path(registry.__file__).resolve().parents[1] in Path(component.origin).parents
 
 
 def check_shapes(settings: dict) -> None:
