@@ -141,6 +141,8 @@ CURVE_KEYS = {"metric": None, "hue": None, "logy": True, "select": None, "x": "s
 LINE_KEYS = {"x": None, "y": None, "hue": None, "reduce": "median", "logy": True, "select": None, "file": None}
 PLOT_KINDS = ("phase_diagram", "curves", "lines")
 DEFAULT_METRICS = ("train_loss", "test_loss")
+DEFAULT_SEEDS = 1
+SEEDS_ALLOWED = "a count >= 1 or a non-empty list of distinct integers in [0, 2^31)"
 
 
 def _nearest(name, candidates) -> str:
@@ -290,6 +292,8 @@ def parse_overrides(overrides) -> dict[str, Any]:
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
             raise SpecError(f"override {item!r}: expected key=value, e.g. optimizer.lr=0.1")
+        if key.strip() in parsed:
+            raise SpecError(f"override {key.strip()!r} given twice; give each key once")
         parsed[key.strip()] = _parse_override_value(text.strip())
     return parsed
 
@@ -299,7 +303,9 @@ def _check_known(key: str):
     if key not in SCHEMA and key not in ("seeds", "metrics"):
         table = key.split(".")[0]
         where = f"[{table}] " if table in TABLES else ""
-        raise SpecError(f"unknown key {where}'{key}'{_nearest(key, known)}")
+        ending = [k for k in known if k.endswith(f".{key}")]  # `lr` for optimizer.lr
+        hint = f" (did you mean '{ending[0]}'?)" if len(ending) == 1 else _nearest(key, known)
+        raise SpecError(f"unknown key {where}'{key}'{hint}")
 
 
 def _resolve_seeds(raw) -> list[int]:
@@ -314,7 +320,7 @@ def _resolve_seeds(raw) -> list[int]:
         and len(set(raw)) == len(raw)
     ):
         return list(raw)
-    raise SpecError(f"seeds: got {raw!r}; expected a count >= 1 or a non-empty list of distinct integers in [0, 2^31)")
+    raise SpecError(f"seeds: got {raw!r}; expected {SEEDS_ALLOWED}")
 
 
 def _resolve_metrics(raw) -> tuple[str, ...]:
@@ -476,7 +482,6 @@ class Spec:
 def _resolve_plot(raw, settings, metric_names) -> dict[str, list[dict]]:
     swept = [k for k, v in settings.items() if isinstance(v, list)]
     spec_columns, summary_steps = column_names(swept), settings["summary_steps"]
-    values_of = {column: settings[key] for key, column in spec_columns.items()}
     raw = raw or {}
     if not isinstance(raw, dict):
         raise SpecError(f"[plot] must be a table, got {raw!r}")
@@ -517,10 +522,8 @@ def _resolve_plot(raw, settings, metric_names) -> dict[str, list[dict]]:
         chosen = entry["select"] or {}
         if not isinstance(chosen, dict):
             raise SpecError(f"plot.{kind}.select: got {chosen!r}; expected a table {{setting = value}}")
+        # A value that is not swept (say after --set model.width=...) skips the figure when it is drawn.
         entry["select"] = {axis(kind, "select", k): v for k, v in chosen.items()} or None
-        for column, value in (entry["select"] or {}).items():
-            if column in values_of and value not in values_of[column]:
-                raise SpecError(f"plot.{kind}.select: {column} = {value!r} is not among the swept values {values_of[column]}")
 
     def check_lines(kind, entry):
         """select, hue and logy of curves and lines."""
@@ -618,8 +621,38 @@ def load(spec, overrides=None) -> Spec:
 
     settings = {key: _resolve_setting(key, flat.get(key, s.default)) for key, s in SCHEMA.items()}
     arrays = _resolve_given(settings, flat, inline_arrays, base)
-    seeds = _resolve_seeds(flat.get("seeds", 1))
+    seeds = _resolve_seeds(flat.get("seeds", DEFAULT_SEEDS))
     metric_names = _resolve_metrics(flat.get("metrics", list(DEFAULT_METRICS)))
     _check_combinations(settings, metric_names)
     plot = _resolve_plot(plot_raw, settings, metric_names)
     return Spec(settings=settings, seeds=seeds, metrics=metric_names, plot=plot, given=arrays)
+
+
+def _first_paragraph(doc: str | None) -> str:
+    return " ".join((doc or "").strip().split("\n\n")[0].split())
+
+
+def settings_table(prefix: str = "") -> list[dict]:
+    """Every setting, metric and data set whose key starts with `prefix`, from the sources
+    validation reads (SCHEMA, metrics.METRICS, data.DATASETS): rows of key, type, kind
+    ('traced' or 'static'), default, allowed and doc. Metrics and data sets are rows
+    `metrics: NAME` and `data.name: NAME`. What `jaxgd settings` prints."""
+    from jaxgd.plan import is_traced  # plan reads this module
+
+    def type_name(setting: Setting) -> str:
+        name = "list of steps" if setting.type is tuple else setting.type.__name__
+        return name if setting.sweepable else f"{name} (not sweepable)"
+
+    rows = [
+        dict(key="seeds", type="int or list", kind="static", default=DEFAULT_SEEDS, allowed=SEEDS_ALLOWED,
+             doc="random seeds: a count k (seeds 0..k-1) or a list"),
+        dict(key="metrics", type="list of str", kind="static", default=list(DEFAULT_METRICS),
+             allowed="metric names, below", doc="metrics logged every log_every steps"),
+    ]
+    rows += [dict(key=key, type=type_name(s), kind="traced" if is_traced(key) else "static", default=s.default,
+                  allowed=_allowed(s), doc=s.doc) for key, s in SCHEMA.items()]
+    rows += [dict(key=f"metrics: {name}", type="metric", kind="static", default=None, allowed="",
+                  doc=_first_paragraph(f.__doc__)) for name, f in metrics.METRICS.items()]
+    rows += [dict(key=f"data.name: {name}", type="data set", kind="static", default=None, allowed="",
+                  doc=_first_paragraph(generator.sample.__doc__)) for name, generator in data.DATASETS.items()]
+    return [row for row in rows if row["key"].startswith(prefix)]
