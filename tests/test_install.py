@@ -11,27 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from scale_helpers import child_env
+from scale_helpers import child_env, sweep, write_spec
 
 ROOT = Path(__file__).resolve().parents[1]
-SPEC = """
-name = "installed"
-seeds = 2
-steps = 20
-log_every = 10
-[data]
-n = 16
-n_test = 8
-d = 3
-[model]
-width = [4, 8]
-[optimizer]
-lr = [0.01, 0.1]
-[[plot.phase_diagram]]
-x = "width"
-y = "lr"
-value = "final_train_loss"
-"""
+# a small sweep that also draws a figure (matplotlib is a runtime dependency too)
+SPEC = {**sweep(), "plot": {"phase_diagram": [{"x": "width", "y": "lr", "value": "final_train_loss"}]}}
 IMPORT_EVERY_MODULE = ("import importlib, pkgutil, jaxgd\n"
                        "for m in pkgutil.iter_modules(jaxgd.__path__): importlib.import_module(f'jaxgd.{m.name}')\n"
                        "print(jaxgd.__file__)")
@@ -56,7 +40,7 @@ def test_a_fresh_install_without_extras_runs_a_sweep(tmp_path):
                                   text=True, cwd=tmp_path, env=env, timeout=300)
         assert imported.returncode == 0, imported.stderr[-3000:]
         assert imported.stdout.strip().startswith(str(venv))  # the installed copy, not the checkout
-        (tmp_path / "tiny.toml").write_text(SPEC)
+        write_spec(tmp_path / "tiny.toml", SPEC)
         done = subprocess.run([venv / "bin" / "jaxgd", "run", "tiny.toml", "--out", "out"], capture_output=True,
                               text=True, cwd=tmp_path, env=env, timeout=300)
         assert done.returncode == 0, done.stderr[-3000:]
