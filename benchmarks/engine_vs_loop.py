@@ -203,8 +203,14 @@ def cpu_model() -> str:
         return os.uname().machine
 
 
+def one_device() -> None:
+    """Train on one JAX device, as the loop does: jaxgd.run would take one per core."""
+    jax.config.update("jax_num_cpu_devices", 1)
+
+
 def main(argv=None) -> None:
     args = parse_args(argv)
+    one_device()
     repeats = args.repeats or (1 if args.quick else 3)
     sizes = {name: SIZES[name] for name in args.sizes}
     if args.quick:

@@ -348,6 +348,8 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     if args.all_cores:
         jaxgd.use_all_cores()
+    else:
+        evl.one_device()
     # Compile afresh: programs loaded from jaxgd's persistent compilation cache would
     # hide compile times (a sweep reuses the programs an earlier one in this process made).
     os.environ["JAXGD_COMPILE_CACHE"] = "off"

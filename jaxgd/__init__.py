@@ -1,13 +1,47 @@
 """jaxgd: thousands of gradient-descent runs of two-layer networks at once, as tidy tables
-and phase diagrams."""
+and phase diagrams.
 
-from jaxgd.api import collect, materialize, resume, run
-from jaxgd.host import use_all_cores
-from jaxgd.plot import phase_diagram
-from jaxgd.registry import activation, constraint, dataset, loss, metric, schedule
-from jaxgd.results import Results
-from jaxgd.spec import SpecError, load as load_spec
+Importing jaxgd is cheap: each public name (and each submodule, `jaxgd.engine`) is
+imported from its module on first use, so `jaxgd --help` answers without starting JAX."""
 
-__all__ = ["run", "resume", "collect", "materialize", "phase_diagram", "Results", "SpecError", "load_spec", "use_all_cores",
-           "activation", "constraint", "dataset", "loss", "metric", "schedule"]
-__version__ = "0.1.0"
+import importlib
+
+__version__ = "0.1.0"  # the one place the version is written (pyproject.toml reads it)
+
+# public name -> (module, name there)
+_EXPORTS = {
+    "run": ("jaxgd.api", "run"),
+    "resume": ("jaxgd.api", "resume"),
+    "collect": ("jaxgd.api", "collect"),
+    "materialize": ("jaxgd.api", "materialize"),
+    "phase_diagram": ("jaxgd.plot", "phase_diagram"),
+    "curves": ("jaxgd.plot", "curves"),
+    "lines": ("jaxgd.plot", "lines"),
+    "Results": ("jaxgd.results", "Results"),
+    "SpecError": ("jaxgd.errors", "SpecError"),
+    "load_spec": ("jaxgd.spec", "load"),
+    "use_all_cores": ("jaxgd.host", "use_all_cores"),
+    # registration of a user's components (see jaxgd.registry)
+    **{kind: ("jaxgd.registry", kind) for kind in ("activation", "constraint", "dataset", "loss", "metric", "schedule")},
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        module, attribute = _EXPORTS[name]
+        value = getattr(importlib.import_module(module), attribute)
+    else:
+        try:
+            value = importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as err:
+            if err.name != f"{__name__}.{name}":  # the submodule exists but needs a missing package
+                raise
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    globals()[name] = value  # found once, then a plain attribute
+    return value
+
+
+def __dir__():
+    return sorted([*globals(), *__all__])

@@ -10,24 +10,27 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from jaxgd import compile_cache, distributed, engine, plot, shares
+from jaxgd import compile_cache, distributed, engine, host, plot, shares
 from jaxgd import plan as planning
 from jaxgd import spec as specs
 from jaxgd.results import Results
 from jaxgd.store import Store, report_damaged
 
 
-def run(spec, *, overrides=None, out=None, progress=True, compile_cache_dir=None) -> Results:
+def run(spec, *, overrides=None, out=None, progress=True, compile_cache_dir=None, plots=True) -> Results:
     """Run every run of `spec` (a TOML path or a dict), overridden by `overrides`
     ({dotted key: value} or ['key=value', ...]).
 
-    With `out`, each chunk is saved there as it finishes; running the same sweep into
-    the same folder again runs only what is missing (a different sweep is refused
-    with a SpecError); at the end the tables, the resolved spec and the figures of the
-    spec's [plot] table are written there. Under `jax.distributed` each process runs
-    its share of the sweep and `out` must be a folder every process sees.
+    On a host without accelerators the runs are shared over every core (one JAX device
+    per core, `jaxgd.use_all_cores`), if JAX has not started before. With `out`, each
+    chunk is saved there as it finishes; running the same sweep into the same folder
+    again runs only what is missing (a different sweep is refused with a SpecError); at
+    the end the tables, the resolved spec and (with `plots`) the figures of the spec's
+    [plot] table are written there. Under `jax.distributed` each process runs its share
+    of the sweep and `out` must be a folder every process sees.
     `compile_cache_dir`: JAX's persistent compilation cache (None: the default, see
     `jaxgd.compile_cache`; "off": none)."""
+    host.use_all_cores()
     resolved = specs.load(spec, overrides)
     compile_cache.configure(compile_cache_dir)
     index, count = distributed.process()
@@ -37,13 +40,13 @@ def run(spec, *, overrides=None, out=None, progress=True, compile_cache_dir=None
     if out is None:
         results = Results.from_outputs(plan, engine.execute(plan, progress=progress))
     else:
-        results = _run_into(Path(out), resolved, plan, progress, index, count)
+        results = _run_into(Path(out), resolved, plan, progress, index, count, plots)
     if progress:
         print(results.closing_line(), file=sys.stderr)
     return results
 
 
-def _run_into(out: Path, resolved, plan, progress, index, count) -> Results:
+def _run_into(out: Path, resolved, plan, progress, index, count, plots) -> Results:
     store = Store.open(out, resolved)
     before = store.scan(plan)
     if index == 0:
@@ -59,21 +62,22 @@ def _run_into(out: Path, resolved, plan, progress, index, count) -> Results:
     results = Results.from_outputs(plan, assembled)
     if index == 0:
         results.save(out)
-        plot.save_figures(results, resolved.plot, out)
+        if plots:
+            plot.save_figures(results, resolved.plot, out)
         store.tidy(after)
     distributed.barrier("jaxgd: tables written")
     return results
 
 
-def resume(out, *, overrides=None, progress=True, compile_cache_dir=None) -> Results:
+def resume(out, *, overrides=None, progress=True, compile_cache_dir=None, plots=True) -> Results:
     """Finish the sweep saved in `out` (its spec.toml), running only what is missing."""
     spec = Store(out).saved_spec()
     if spec is None:
         raise FileNotFoundError(f"{Path(out) / 'spec.toml'} not found: nothing to resume in {out}")
-    return run(spec, overrides=overrides, out=out, progress=progress, compile_cache_dir=compile_cache_dir)
+    return run(spec, overrides=overrides, out=out, progress=progress, compile_cache_dir=compile_cache_dir, plots=plots)
 
 
-def collect(out, *, progress=True) -> Results:
+def collect(out, *, progress=True, plots=True) -> Results:
     """Assemble the tables and figures of `out` from its parts (written by processes or
     Slurm tasks); an IncompleteError (a ValueError) says how many runs are missing."""
     store = Store(out)
@@ -86,7 +90,8 @@ def collect(out, *, progress=True) -> Results:
         report_damaged(scan)
     results = Results.from_outputs(plan, store.assemble(plan, scan))
     results.save(out)
-    plot.save_figures(results, spec.plot, out)
+    if plots:
+        plot.save_figures(results, spec.plot, out)
     store.tidy(scan)
     if progress:
         print(f"jaxgd: collected {plan.n_runs:,} runs from {len(scan.parts):,} parts into {out}", file=sys.stderr)

@@ -1,23 +1,35 @@
 """Command line:
-  jaxgd run SPEC.toml --out DIR [--set key=value ...] [--resume] [--compile-cache DIR|off]
+  jaxgd run SPEC.toml --out DIR [--set key=value ...] [--no-plots] [--resume] [--compile-cache DIR|off]
                       [--distributed] [--slurm TASKS [--slurm-param key=value ...] [--slurm-wait]]
   jaxgd run --resume --out DIR
   jaxgd collect DIR
-  jaxgd plot DIR --x KEY --y KEY --value COLUMN [--reduce median] [--out FILE.png]"""
+  jaxgd plot DIR [phase] --x KEY --y KEY --value COLUMN [--reduce median] [--select key=value ...]
+  jaxgd plot DIR curves --metric METRIC [--hue KEY] [--x step|METRIC] [--select key=value ...]
+  jaxgd plot DIR lines --x KEY --y COLUMN [COLUMN ...] [--hue KEY] [--reduce median] [--select key=value ...]
+  jaxgd settings [PREFIX]
+Errors a user can cause end as one line `jaxgd: error: ...` (exit status 2); `jaxgd --debug ...`
+shows the traceback instead."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
-from jaxgd import api, host, plot
-from jaxgd.results import Results
-from jaxgd.spec import REDUCERS, SpecError, parse_overrides
+from jaxgd import __version__
+from jaxgd.errors import SizeError
+
+# Each command imports what it needs (JAX, pandas, matplotlib) when it runs, so that
+# `jaxgd --help` and `jaxgd run --help` answer at once.
+
+# `jaxgd plot` kinds -> their table in a spec's [plot]
+PLOT_KINDS = {"phase": "phase_diagram", "curves": "curves", "lines": "lines"}
 
 
 def _spec_for(args):
     """The spec to run: SPEC, or with --resume and no SPEC the one saved in --out."""
+    from jaxgd.spec import SpecError
     from jaxgd.store import Store
 
     saved = Store(args.out).saved_spec() if args.resume else None
@@ -29,17 +41,18 @@ def _spec_for(args):
 
 
 def _run(args) -> None:
+    from jaxgd import api
+
     if args.distributed:
         from jaxgd import distributed
 
         distributed.initialize(args.coordinator, args.num_processes, args.process_id)
-    else:  # several processes may share a host, and its cores, under --distributed
-        host.use_all_cores()
     spec = _spec_for(args)
     if args.slurm is not None:
         return _submit(args, spec)
     try:
-        api.run(spec, overrides=args.set, out=args.out, progress=not args.quiet, compile_cache_dir=args.compile_cache)
+        api.run(spec, overrides=args.set, out=args.out, progress=not args.quiet, compile_cache_dir=args.compile_cache,
+                plots=not args.no_plots)
     except KeyboardInterrupt:
         print(f"\njaxgd: interrupted; every finished chunk is saved in {args.out}/parts. "
               f"Finish with: jaxgd run --resume --out {args.out}", file=sys.stderr)
@@ -48,7 +61,8 @@ def _run(args) -> None:
 
 
 def _submit(args, spec) -> None:
-    from jaxgd import slurm
+    from jaxgd import api, slurm
+    from jaxgd.spec import parse_overrides
 
     parameters = parse_overrides(args.slurm_param)
     jobs = slurm.submit(spec, args.out, args.slurm, overrides=args.set, parameters=parameters,
@@ -71,32 +85,90 @@ def _submit(args, spec) -> None:
     if failed:
         raise ValueError(f"{len(failed)} of {len(jobs)} tasks failed ({'; '.join(failed)}); "
                          f"finish with: jaxgd run --resume --out {args.out}")
-    api.collect(args.out, progress=not args.quiet)
+    api.collect(args.out, progress=not args.quiet, plots=not args.no_plots)
 
 
 def _collect(args) -> None:
-    api.collect(args.dir, progress=not args.quiet)
+    from jaxgd import api
+
+    api.collect(args.dir, progress=not args.quiet, plots=not args.no_plots)
+
+
+def _plot_entry(args) -> dict:
+    """The options given to `jaxgd plot`, as an entry of the spec's [plot] table, so
+    that they are checked and completed (defaults, file name) as in a spec."""
+    from jaxgd.spec import parse_overrides
+
+    if args.y and len(args.y) > 1 and args.kind != "lines":
+        raise ValueError(f"--y: got {' '.join(args.y)}; a {args.kind} figure takes one")
+    given = dict(x=args.x, y=args.y[0] if args.y and len(args.y) == 1 else args.y, value=args.value,
+                 metric=args.metric, hue=args.hue, reduce=args.reduce, logy=args.logy,
+                 select=parse_overrides(args.select) or None)
+    return {key: value for key, value in given.items() if value is not None}
 
 
 def _plot(args) -> None:
-    results = Results.load(args.dir)
-    fig = plot.phase_diagram(results.summary, args.x, args.y, args.value, args.reduce)
-    out = Path(args.out or Path(args.dir) / f"phase_{args.value}_{args.x}_{args.y}.png")
+    from jaxgd import plot
+    from jaxgd import spec as specs
+    from jaxgd.results import Results
+
+    results = Results.load(args.dir, partial=True)
+    kind = PLOT_KINDS[args.kind]
+    (entry,) = specs.load({**results.spec, "plot": {kind: [_plot_entry(args)]}}).plot[kind]
+    fig = plot.figure(kind, entry, results)
+    missing = results.stats.get("runs_missing", 0)
+    if missing:
+        note = f"{missing:,} of {missing + len(results.summary):,} runs missing"
+        print(f"jaxgd: {note} (the sweep is unfinished): drawing the finished runs", file=sys.stderr)
+        plot.add_note(fig, note)
+    out = Path(args.out) if args.out else Path(args.dir) / entry["file"]
     fig.savefig(out, dpi=120)
     print(f"wrote {out}", file=sys.stderr)
 
 
+def _settings(args) -> None:
+    from jaxgd.spec import settings_table, written
+
+    rows = settings_table(args.prefix)
+    if not rows:
+        raise ValueError(f"no setting, metric or data set starts with {args.prefix!r}; `jaxgd settings` lists them all")
+    header = dict(key="key", type="type", kind="kind", default="default", meaning="meaning [allowed values]")
+    lines = [header] + [
+        dict(key=r["key"], type=r["type"], kind=r["kind"], default=written(r["default"]),
+             meaning=r["doc"] + (f" [{r['allowed']}]" if r["allowed"] else ""))
+        for r in rows
+    ]
+    columns = list(header)[:-1]
+    widths = {c: max(len(line[c]) for line in lines) for c in columns}
+    for line in lines:
+        print("  ".join(line[c].ljust(widths[c]) for c in columns), line["meaning"], sep="  ")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors read like every other error of jaxgd: one line, exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"jaxgd: error: {message} (see `{self.prog} --help`)\n")
+
+
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="jaxgd", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    top = _Parser(prog="jaxgd", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    top.add_argument("--version", action="version", version=f"jaxgd {__version__}")
+    debug = argparse.ArgumentParser(add_help=False)  # --debug is taken before or after the command
+    debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="show the traceback of an error instead of one line")
+    top.add_argument("--debug", action="store_true", help="show the traceback of an error instead of one line")
     commands = top.add_subparsers(dest="command", required=True)
 
-    run = commands.add_parser("run", help="run a sweep and write its tables and figures")
+    run = commands.add_parser("run", parents=[debug], help="run a sweep and write its tables and figures")
     run.add_argument("spec", nargs="?", help="sweep spec (TOML); with --resume, default: the spec saved in --out")
     run.add_argument("--out", required=True,
                      help="folder for history.parquet, summary.parquet, spec.toml, figures; finished chunks are "
                           "saved in DIR/parts as they finish, and running the same sweep again runs only what is missing")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                     help="override a setting, e.g. --set optimizer.lr=0.1 or --set 'model.width=[16, 64]'")
+                     help="override a setting, e.g. --set optimizer.lr=0.1 or --set 'model.width=[16, 64]' "
+                          "(`jaxgd settings` lists them)")
+    run.add_argument("--no-plots", action="store_true", help="write no figures")
     run.add_argument("--quiet", action="store_true", help="no progress bar or closing line")
     run.add_argument("--resume", action="store_true",
                      help="finish the sweep saved in --out (SPEC optional; if given it must be the same sweep)")
@@ -119,28 +191,66 @@ def parser() -> argparse.ArgumentParser:
                        help="'local' runs the array on this machine with submitit's local executor")
     run.set_defaults(handler=_run)
 
-    collect = commands.add_parser("collect", help="assemble the tables and figures of a folder from its parts")
+    collect = commands.add_parser("collect", parents=[debug],
+                                  help="assemble the tables and figures of a folder from its parts")
     collect.add_argument("dir", help="the --out folder of a `jaxgd run` (its parts written by processes or tasks)")
+    collect.add_argument("--no-plots", action="store_true", help="write no figures")
     collect.add_argument("--quiet", action="store_true", help="no closing line")
     collect.set_defaults(handler=_collect)
 
-    draw = commands.add_parser("plot", help="draw a phase diagram from a finished run's folder")
+    draw = commands.add_parser(
+        "plot", parents=[debug], help="draw a phase diagram, curves or lines from a run's folder",
+        description="Draw a figure from the --out folder of a `jaxgd run`, finished or not (an unfinished one: "
+                    "the runs finished so far). The options are those of the spec's [plot] tables; curves and "
+                    "lines show the median over seeds and their interquartile range as a band.")
     draw.add_argument("dir", help="the --out folder of a `jaxgd run`")
-    draw.add_argument("--x", required=True, help="swept setting on the x axis (a summary column)")
-    draw.add_argument("--y", required=True, help="swept setting on the y axis (a summary column)")
-    draw.add_argument("--value", required=True, help="summary column to colour by, e.g. final_train_loss")
-    draw.add_argument("--reduce", default="median", choices=REDUCERS, help="how to combine seeds")
+    draw.add_argument("kind", nargs="?", default="phase", choices=PLOT_KINDS,
+                      help="phase: a summary column over two swept settings (the default); curves: a metric "
+                           "against steps; lines: summary columns against a swept setting")
+    draw.add_argument("--x", help="phase, lines: swept setting on the x axis; curves: 'step' (default) or a metric")
+    draw.add_argument("--y", nargs="+", metavar="KEY", help="phase: swept setting on the y axis; lines: summary columns")
+    draw.add_argument("--value", help="phase: summary column to colour by, e.g. final_train_loss")
+    draw.add_argument("--metric", help="curves: the metric, e.g. train_loss")
+    draw.add_argument("--hue", help="curves, lines: swept setting with one line per value")
+    draw.add_argument("--reduce", help="phase, lines: how to combine seeds and other settings (default: median)")
+    draw.add_argument("--logy", action=argparse.BooleanOptionalAction, help="curves, lines: log y axis (default)")
+    draw.add_argument("--select", action="append", default=[], metavar="KEY=VALUE",
+                      help="only the runs with this value (on a float setting, the nearest swept value), "
+                           "e.g. --select width=64")
     draw.add_argument("--out", help="PNG file (default: in DIR)")
     draw.set_defaults(handler=_plot)
+
+    settings = commands.add_parser(
+        "settings", parents=[debug], help="list every setting, metric and data set",
+        description="Every setting of a spec (key, type, traced or static, default, meaning, allowed values), "
+                    "every metric and every data set.")
+    settings.add_argument("prefix", nargs="?", default="", help="only the keys starting with it, e.g. optimizer.")
+    settings.set_defaults(handler=_settings)
     return top
+
+
+def _message(err: BaseException) -> str:
+    """The error as one line, saying what to change."""
+    text = " ".join(str(err).split()) or type(err).__name__
+    if isinstance(err, MemoryError) and not isinstance(err, SizeError):  # SizeError names the settings itself
+        from jaxgd.plan import RUN_SIZE_KEYS
+
+        text = (f"out of memory ({text}); make the sweep smaller: fewer runs (seeds, swept values), fewer logged "
+                f"steps (steps / log_every) or smaller runs ({', '.join(RUN_SIZE_KEYS)})")
+    return text
 
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
     try:
         args.handler(args)
-    except (SpecError, ValueError, FileNotFoundError) as err:
-        print(f"jaxgd: error: {err}", file=sys.stderr)
+    except BrokenPipeError:  # the reader stopped early (`jaxgd settings | head`): nothing to report
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except (ValueError, OSError, MemoryError) as err:  # what a user can cause: a spec, a file, a folder, a size
+        if args.debug:
+            raise
+        print(f"jaxgd: error: {_message(err)}", file=sys.stderr)
         return 2
     return 0
 

@@ -28,9 +28,10 @@ def _cell(text: str) -> str:
 def settings_markdown() -> str:
     lines = ["| key | type | default | meaning |", "|---|---|---|---|"]
     for row in spec.settings_table():
-        keys = ", ".join(f"`{k}`" for k in row["key"].split(", "))
-        allowed = f" ({row['allowed']})" if row["allowed"] else ""
-        lines.append(f"| {keys} | {row['type']} ({row['kind']}) | {row['default']} | {_cell(row['doc'] + allowed)} |")
+        if row["kind"] != "component":
+            allowed = f" ({row['allowed']})" if row["allowed"] else ""
+            lines.append(f"| `{row['key']}` | {row['type']}, {row['kind']} | {spec.written(row['default'])} | "
+                         f"{_cell(row['doc'] + allowed)} |")
     return "\n".join(lines)
 
 

@@ -21,8 +21,9 @@ from tqdm.auto import tqdm
 
 from jaxgd import data as datasets
 from jaxgd import compile_cache, fused, hessian, losses, metrics, models, optim, registry, rng
+from jaxgd import plan as planning
 from jaxgd.bind import Science, science
-from jaxgd.errors import SpecError
+from jaxgd.errors import SizeError, SpecError
 from jaxgd.plan import Config, Group, Plan, Static, logged_steps
 from jaxgd.shares import cut
 
@@ -311,6 +312,7 @@ def execute(plan: Plan, progress: bool = True, *, todo: np.ndarray | None = None
     mesh = local_mesh()
     runs = NamedSharding(mesh, P("runs"))
     n_todo = int(sum(todo[g.run_ids].sum() for g in plan.groups))
+    planning.refuse_runs_too_large([g for g in plan.groups if todo[g.run_ids].any()])
 
     start, compile_s, programs, calls, sizes, halvings = time.perf_counter(), 0.0, 0, 0, set(), []
     hits_before = compile_cache.hits()
@@ -336,8 +338,11 @@ def execute(plan: Plan, progress: bool = True, *, todo: np.ndarray | None = None
                         inputs = jax.device_put(({k: v[padded] for k, v in group.hyper.items()}, group.seeds[padded]), runs)
                         chunk_history, chunk_diverged = jax.device_get(compiled(*inputs))
                     except jax.errors.JaxRuntimeError as error:
-                        if not is_out_of_memory(error) or size == 1:
+                        if not is_out_of_memory(error):
                             raise
+                        if size == 1:
+                            raise SizeError(f"out of device memory training one run of a group alone ({error}); make "
+                                            f"{', '.join(planning.RUN_SIZE_KEYS)} smaller") from error
                         inputs = compiled = None
                         halvings.append([size, (size + 1) // 2])
                         print(f"jaxgd: out of memory with {size} runs per device; retrying with {(size + 1) // 2}",

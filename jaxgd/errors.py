@@ -1,2 +1,6 @@
 class SpecError(ValueError):
     """A spec that cannot be run; the message names the key, the value and what is allowed."""
+
+
+class SizeError(MemoryError):
+    """A run too large for a device's memory; the message names the settings that size it."""

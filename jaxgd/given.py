@@ -6,6 +6,7 @@ column is the label, with or without a header row. Validated before anything com
 from __future__ import annotations
 
 import hashlib
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -84,7 +85,10 @@ def validate(arrays: dict, source: str) -> GivenData:
 
 
 def _read_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    try:
+        lines = [line for line in path.read_text().splitlines() if line.strip()]
+    except UnicodeDecodeError:
+        raise SpecError(f"{path}: not a text file; expected a CSV of numbers") from None
     if lines and not _is_numeric_row(lines[0]):
         lines = lines[1:]  # a header
     if not lines:
@@ -118,8 +122,13 @@ def from_files(path: str, test_path: str, base: Path | None = None) -> GivenData
     if not train.is_file():
         raise SpecError(f"data.path: file not found: {train}")
     if train.suffix == ".npz":
-        with np.load(train) as archive:
-            return validate(dict(archive), str(train))
+        try:
+            with np.load(train) as archive:
+                arrays = dict(archive)
+        except (OSError, ValueError, TypeError, zipfile.BadZipFile) as err:  # not an .npz, or not of plain arrays
+            raise SpecError(f"data.path: {train} is not an .npz file of numeric arrays {', '.join(ARRAY_NAMES)} "
+                            f"({err})") from None
+        return validate(arrays, str(train))
     if train.suffix == ".csv":
         if not test_path:
             raise SpecError("data.test_path: a training CSV needs a test CSV beside it (data.test_path)")

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from jaxgd import registry
+from jaxgd.errors import SizeError
 from jaxgd.spec import TABLES, Spec, logged_steps, schema
 
 # Bytes of one chunk on the host (CPU): about a last-level cache. A vmapped chunk whose
@@ -159,14 +160,37 @@ def strategy(static: Static) -> str:
     return "map" if on_host() and bytes_per_run(static) > HOST_MAP_ABOVE_BYTES else "vmap"
 
 
+def accelerator_memory() -> int | None:
+    """Bytes of memory of this process's first accelerator (None on the host)."""
+    stats = None if on_host() else jax.local_devices()[0].memory_stats()
+    return int(stats["bytes_limit"]) if stats and "bytes_limit" in stats else None
+
+
+def host_memory() -> int:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
 def default_memory_budget() -> int:
     """Half of the accelerator's memory, or on the host a cache-sized CPU_BUDGET_CAP
     (8 MiB; a quarter of RAM if that is less)."""
-    stats = None if on_host() else jax.local_devices()[0].memory_stats()
-    if stats and "bytes_limit" in stats:
-        return int(stats["bytes_limit"] // 2)
-    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    return int(min(ram // 4, CPU_BUDGET_CAP))
+    accelerator = accelerator_memory()
+    return accelerator // 2 if accelerator else int(min(host_memory() // 4, CPU_BUDGET_CAP))
+
+
+# The settings that size one run (bytes_per_run), named when one is too large.
+RUN_SIZE_KEYS = ("model.width", "data.n", "data.n_test", "data.d")
+
+
+def refuse_runs_too_large(groups) -> None:
+    """SizeError, before anything compiles, if one run of a group needs more memory than
+    a device has: XLA would fail allocating it, or abort the process."""
+    memory = accelerator_memory() or host_memory()
+    for group in groups:
+        need = bytes_per_run(group.static)
+        if need > memory:
+            sizes = ", ".join(f"{k} = {group.static[k]:,}" for k in RUN_SIZE_KEYS)
+            raise SizeError(f"one run with {sizes} needs about {need / 2**30:,.1f} GiB, more than the "
+                            f"{memory / 2**30:,.1f} GiB of a device here; make {', '.join(RUN_SIZE_KEYS)} smaller")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,8 +1,10 @@
-"""Figures drawn from the result tables: phase diagrams over two swept settings and
-metric curves over steps. Figures are built without pyplot, so no display is needed."""
+"""Figures drawn from the result tables: phase diagrams over two swept settings, metric
+curves over steps and summary lines over a setting (median, with the interquartile
+range over seeds as a band). Figures are built without pyplot, so no display is needed."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -13,7 +15,14 @@ from matplotlib.colors import ListedColormap, LogNorm, Normalize
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
+from jaxgd.spec import REDUCERS
+
 DIVERGED_COLOR = "#d62728"
+BAND_ALPHA = 0.2
+
+
+class NotSwept(ValueError):
+    """A selection names a value the table does not hold (say, after an override)."""
 
 
 def _check_columns(table: pd.DataFrame, **columns) -> None:
@@ -59,7 +68,7 @@ def _axis(ax_setter, ticks_setter, values):
         if log:
             ax_setter("log")
         return np.asarray(values, dtype=float), _cell_edges(np.asarray(values, dtype=float), log)
-    ticks_setter(np.arange(len(values)), [f"{v:g}" if _is_numeric([v]) else str(v) for v in values])
+    ticks_setter(np.arange(len(values)), [_format(v) for v in values])
     positions = np.arange(len(values), dtype=float)
     return positions, _cell_edges(positions, False)
 
@@ -72,9 +81,8 @@ def phase_diagram(summary: pd.DataFrame, x: str, y: str, value: str, reduce: str
     in red. Log-spaced axes are drawn on a log scale. `select` ({column: value}) keeps
     only the matching runs."""
     _check_columns(summary, x=x, y=y, value=value)
-    summary = _select(summary, select)
-    if reduce not in ("median", "mean", "min", "max"):
-        raise ValueError(f"reduce: got {reduce!r}; expected one of median, mean, min, max")
+    _check_reduce(reduce)
+    summary, select = _select(summary, select)
     about_divergence = value in ("diverged", "diverged_step") or "diverged" not in summary
     kept = summary if about_divergence else summary[~summary["diverged"]]
     xs, ys = np.sort(summary[x].unique()), np.sort(summary[y].unique())
@@ -110,10 +118,10 @@ def phase_diagram(summary: pd.DataFrame, x: str, y: str, value: str, reduce: str
 def curves(history: pd.DataFrame, metric: str, hue: str | None = None, *, logy: bool = True,
            select: dict | None = None, x: str = "step", title: str | None = None) -> Figure:
     """`metric` against `x` (the step, or another logged metric such as online_time): the
-    median over seeds (and any other swept setting), one line per value of `hue`, over
-    the rows matching `select` ({column: value})."""
+    median over seeds (and any other swept setting), with their interquartile range as a
+    band, one line per value of `hue`, over the rows matching `select` ({column: value})."""
     _check_columns(history, metric=metric, hue=hue, x=x)
-    history = _select(history, select)
+    history, select = _select(history, select)
     fig = Figure(figsize=(7, 4.5), layout="constrained")
     ax = fig.add_subplot()
     groups = list(history.groupby(hue)) if hue else [(None, history)]
@@ -123,15 +131,15 @@ def curves(history: pd.DataFrame, metric: str, hue: str | None = None, *, logy: 
     norm = (LogNorm if log_hue else Normalize)(hue_values.min(), hue_values.max()) if numeric_hue else None
     cmap = matplotlib.colormaps["viridis"]
     for i, (value, rows) in enumerate(groups):
-        median = rows.groupby("step")[metric].median()
-        if x != "step":  # median x at each step, e.g. the online time
-            median.index = rows.groupby("step")[x].median().to_numpy()
+        by_step = rows.groupby("step")
+        xs = by_step[x].median().to_numpy()  # the step itself, or the median x at each step (e.g. online time)
         color = cmap(norm(value)) if numeric_hue else cmap(i / max(len(groups) - 1, 1))
-        ax.plot(median.index, median.to_numpy(), color=color, label=None if hue is None else f"{hue} = {value}")
+        _line_and_band(ax, xs, by_step[metric], "median", color=color,
+                       label=None if hue is None else f"{hue} = {value}")
     if logy:
         ax.set_yscale("log")
     ax.set_xlabel(x)
-    ax.set_ylabel(f"median {metric}")
+    ax.set_ylabel(f"median {metric} (band: interquartile range)")
     if numeric_hue and len(groups) > 6:  # many lines: a colour bar reads better than a legend
         fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, label=hue)
     elif hue:
@@ -140,29 +148,68 @@ def curves(history: pd.DataFrame, metric: str, hue: str | None = None, *, logy: 
     return fig
 
 
+def _format(value) -> str:
+    return f"{value:g}" if _is_numeric([value]) else str(value)
+
+
 def _selection(select: dict | None) -> str:
     """' (k = v, ...)' for a title, or '' without a selection."""
-    return f" ({', '.join(f'{k} = {v}' for k, v in select.items())})" if select else ""
+    return f" ({', '.join(f'{k} = {_format(v)}' for k, v in select.items())})" if select else ""
 
 
-def _select(table: pd.DataFrame, select: dict | None) -> pd.DataFrame:
-    """The rows matching {column: value}."""
+def _line_and_band(ax, xs, grouped, reduce: str, **line) -> None:
+    """A line through the `reduce` of each group of `grouped` (a pandas GroupBy of one
+    column, one group per point of `xs`) and a band over its interquartile range."""
+    ax.plot(xs, grouped.agg(reduce).to_numpy(), **line)
+    ax.fill_between(xs, grouped.quantile(0.25).to_numpy(), grouped.quantile(0.75).to_numpy(),
+                    color=line["color"], alpha=BAND_ALPHA, linewidth=0)
+
+
+def _check_reduce(reduce: str) -> None:
+    if reduce not in REDUCERS:
+        raise ValueError(f"reduce: got {reduce!r}; expected one of {', '.join(REDUCERS)}")
+
+
+def nearest_value(values, value):
+    """The value of `values` (a column's distinct values) that `value` selects: on a
+    float column the nearest one, provided `value` lies in its cell (the cells of a phase
+    diagram, in log space on a log-spaced column); elsewhere `value` itself. None if
+    there is none."""
+    values = np.sort(np.asarray(values))
+    if np.issubdtype(values.dtype, np.floating) and _is_numeric([value]):
+        log = is_log_spaced(values)
+        if log and value <= 0:
+            return None
+        cell = np.searchsorted(_cell_edges(values, log), value) - 1
+        return values[cell].item() if 0 <= cell < len(values) else None
+    return value if value in values else None
+
+
+def _select(table: pd.DataFrame, select: dict | None) -> tuple[pd.DataFrame, dict | None]:
+    """The rows matching {column: value} (see nearest_value), and the values matched.
+    NotSwept names a value the table does not hold."""
     _check_columns(table, **{f"select.{k}": k for k in select or {}})
+    matched = {}
     for column, value in (select or {}).items():
-        table = table[table[column] == value]
-        if table.empty:
-            raise ValueError(f"select.{column}: no rows with {column} = {value!r}")
-    return table
+        present = table[column].unique()
+        matched[column] = nearest_value(present, value)
+        if matched[column] is None:
+            raise NotSwept(f"select.{column}: no rows with {column} = {value!r}; "
+                           f"the table has {column} = {', '.join(map(_format, np.sort(present)))}")
+        table = table[table[column] == matched[column]]
+    return table, matched or None
 
 
 def lines(summary: pd.DataFrame, x: str, y: list[str], hue: str | None = None, reduce: str = "median", *,
           logy: bool = True, select: dict | None = None, title: str | None = None) -> Figure:
     """Summary columns `y` against the swept setting `x`, reduced over seeds (and any
-    other swept setting) with `reduce`: one line style per column, one colour per value
-    of `hue`. Log-spaced x values get a log axis."""
+    other swept setting) with `reduce`, with their interquartile range as a band: one
+    line style per column, one colour per value of `hue`. Log-spaced x values get a log
+    axis."""
     y = [y] if isinstance(y, str) else list(y)
     _check_columns(summary, x=x, hue=hue, **{f"y[{i}]": c for i, c in enumerate(y)})
-    table = _select(summary, select)
+    _check_reduce(reduce)
+    table, select = _select(summary, select)
     fig = Figure(figsize=(7, 4.5), layout="constrained")
     ax = fig.add_subplot()
     groups = list(table.groupby(hue)) if hue else [(None, table)]
@@ -171,35 +218,52 @@ def lines(summary: pd.DataFrame, x: str, y: list[str], hue: str | None = None, r
     for i, (value, rows) in enumerate(groups):
         color = cmap(i / max(len(groups) - 1, 1)) if len(groups) > 2 else cmap(i)
         for j, column in enumerate(y):
-            curve = rows.groupby(x)[column].agg(reduce)
+            by_x = rows.groupby(x)[column]
             label = column + ("" if hue is None else f", {hue} = {value}")
-            ax.plot(curve.index, curve.to_numpy(), styles[j % len(styles)], marker="o", ms=3, color=color, label=label)
+            _line_and_band(ax, list(by_x.groups), by_x, reduce, linestyle=styles[j % len(styles)], marker="o", ms=3,
+                           color=color, label=label)
     if _is_numeric(table[x].unique()) and is_log_spaced(table[x].unique()):
         ax.set_xscale("log")
     if logy:
         ax.set_yscale("log")
     ax.set_xlabel(x)
-    ax.set_ylabel(f"{reduce} over seeds")
+    ax.set_ylabel(f"{reduce} over seeds (band: interquartile range)")
     ax.legend(fontsize="small")
     ax.set_title(title or f"{', '.join(y)} against {x}" + _selection(select))
     return fig
 
 
+def figure(kind: str, entry: dict, results) -> Figure:
+    """The figure of one entry of a resolved [plot] table (spec.Spec.plot[kind])."""
+    if kind == "phase_diagram":
+        return phase_diagram(results.summary, entry["x"], entry["y"], entry["value"], entry["reduce"],
+                             select=entry["select"])
+    if kind == "curves":
+        return curves(results.history, entry["metric"], entry["hue"], logy=entry["logy"], select=entry["select"],
+                      x=entry["x"])
+    return lines(results.summary, entry["x"], entry["y"], entry["hue"], entry["reduce"], logy=entry["logy"],
+                 select=entry["select"])
+
+
+def add_note(fig: Figure, note: str) -> None:
+    """`note` on a line of its own under the title."""
+    ax = fig.axes[0]
+    ax.set_title(f"{ax.get_title()}\n{note}")
+
+
 def save_figures(results, plot_spec: dict, out) -> list[Path]:
-    """Write the figures of a spec's [plot] table into `out`."""
+    """Write the figures of a spec's resolved [plot] table into `out`. A figure whose
+    selection names a value that is not swept (say, after an override of that setting)
+    is skipped with a warning."""
     out = Path(out)
     paths = []
-    for p in plot_spec.get("phase_diagram", []):
-        fig = phase_diagram(results.summary, p["x"], p["y"], p["value"], p["reduce"], select=p["select"])
-        paths.append(out / p["file"])
-        fig.savefig(paths[-1], dpi=120)
-    for c in plot_spec.get("curves", []):
-        fig = curves(results.history, c["metric"], c["hue"], logy=c["logy"], select=c["select"], x=c["x"])
-        paths.append(out / c["file"])
-        fig.savefig(paths[-1], dpi=120)
-    for entry in plot_spec.get("lines", []):
-        fig = lines(results.summary, entry["x"], entry["y"], entry["hue"], entry["reduce"],
-                    logy=entry["logy"], select=entry["select"])
-        paths.append(out / entry["file"])
-        fig.savefig(paths[-1], dpi=120)
+    for kind, entries in plot_spec.items():
+        for entry in entries:
+            try:
+                fig = figure(kind, entry, results)
+            except NotSwept as err:
+                print(f"jaxgd: warning: skipping figure {entry['file']}: {err}", file=sys.stderr)
+                continue
+            paths.append(out / entry["file"])
+            fig.savefig(paths[-1], dpi=120)
     return paths

@@ -13,8 +13,10 @@ import numpy as np
 import pandas as pd
 import tomli_w
 
+from jaxgd import plan as planning
 from jaxgd.engine import Outputs
 from jaxgd.plan import Plan
+from jaxgd.store import IncompleteError, Store
 
 HISTORY_FILE, SUMMARY_FILE, SPEC_FILE, STATS_FILE = (
     "history.parquet", "summary.parquet", "spec.toml", "stats.json",
@@ -99,10 +101,18 @@ class Results:
         return out
 
     @classmethod
-    def load(cls, out) -> "Results":
+    def load(cls, out, *, partial: bool = False) -> "Results":
+        """The results in `out`, the --out folder of a finished sweep. With `partial`, a
+        folder whose sweep is still running or was interrupted (its spec and parts, no
+        tables yet) gives the runs finished so far, and `stats["runs_missing"]` the
+        number of the others."""
         import tomllib
 
         out = Path(out)
+        if not out.is_dir():
+            raise NotADirectoryError(f"{out} is not a folder: give the --out folder of a `jaxgd run`")
+        if partial and not (out / SUMMARY_FILE).is_file() and (out / SPEC_FILE).is_file():
+            return cls.finished_so_far(out)
         for name in (HISTORY_FILE, SUMMARY_FILE, SPEC_FILE):
             if not (out / name).is_file():
                 raise FileNotFoundError(f"{out / name} not found: is {out} the --out folder of a `jaxgd run`?")
@@ -113,6 +123,21 @@ class Results:
             spec=tomllib.loads((out / SPEC_FILE).read_text()),
             stats=json.loads(stats_path.read_text()) if stats_path.is_file() else {},
         )
+
+    @classmethod
+    def finished_so_far(cls, out) -> "Results":
+        """The finished runs of the sweep in `out`, from its parts (see Results.load)."""
+        store = Store(out)
+        plan = planning.make(store.saved_spec())
+        scan = store.scan(plan)
+        if not scan.n_finished:
+            raise IncompleteError(f"{out} holds no finished run yet (0 of {plan.n_runs:,})")
+        results = cls.from_outputs(plan, store.assemble(plan, scan, missing_ok=True))
+        finished = np.flatnonzero(scan.finished)
+        results.history = results.history[results.history.run_id.isin(finished)].reset_index(drop=True)
+        results.summary = results.summary[results.summary.run_id.isin(finished)].reset_index(drop=True)
+        results.stats["runs_missing"] = plan.n_runs - scan.n_finished
+        return results
 
     def closing_line(self) -> str:
         s = self.stats

@@ -14,6 +14,7 @@ import copy
 import dataclasses
 import difflib
 import itertools
+import json
 import math
 import tomllib
 from pathlib import Path
@@ -164,6 +165,8 @@ CURVE_KEYS = {"metric": None, "hue": None, "logy": True, "select": None, "x": "s
 LINE_KEYS = {"x": None, "y": None, "hue": None, "reduce": "median", "logy": True, "select": None, "file": None}
 PLOT_KINDS = ("phase_diagram", "curves", "lines")
 DEFAULT_METRICS = ("train_loss", "test_loss")
+DEFAULT_SEEDS = 1
+SEEDS_ALLOWED = "a count >= 1 or a non-empty list of distinct integers in [0, 2^31)"
 
 
 def _nearest(name, candidates) -> str:
@@ -313,6 +316,8 @@ def parse_overrides(overrides) -> dict[str, Any]:
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
             raise SpecError(f"override {item!r}: expected key=value, e.g. optimizer.lr=0.1")
+        if key.strip() in parsed:
+            raise SpecError(f"override {key.strip()!r} given twice; give each key once")
         parsed[key.strip()] = _parse_override_value(text.strip())
     return parsed
 
@@ -322,7 +327,9 @@ def _check_known(key: str):
     if key not in schema() and key not in ("seeds", "metrics"):
         table = key.split(".")[0]
         where = f"[{table}] " if table in TABLES else ""
-        raise SpecError(f"unknown key {where}'{key}'{_nearest(key, known)}")
+        ending = [k for k in known if k.endswith(f".{key}")]  # `lr` for optimizer.lr
+        hint = f" (did you mean '{ending[0]}'?)" if len(ending) == 1 else _nearest(key, known)
+        raise SpecError(f"unknown key {where}'{key}'{hint}")
 
 
 def _resolve_seeds(raw) -> list[int]:
@@ -337,7 +344,7 @@ def _resolve_seeds(raw) -> list[int]:
         and len(set(raw)) == len(raw)
     ):
         return list(raw)
-    raise SpecError(f"seeds: got {raw!r}; expected a count >= 1 or a non-empty list of distinct integers in [0, 2^31)")
+    raise SpecError(f"seeds: got {raw!r}; expected {SEEDS_ALLOWED}")
 
 
 def _resolve_metrics(raw) -> tuple[str, ...]:
@@ -548,7 +555,6 @@ class Spec:
 def _resolve_plot(raw, settings, metric_names) -> dict[str, list[dict]]:
     swept = [k for k, v in settings.items() if isinstance(v, list)]
     spec_columns, summary_steps = column_names(swept), settings["summary_steps"]
-    values_of = {column: settings[key] for key, column in spec_columns.items()}
     raw = raw or {}
     if not isinstance(raw, dict):
         raise SpecError(f"[plot] must be a table, got {raw!r}")
@@ -589,10 +595,8 @@ def _resolve_plot(raw, settings, metric_names) -> dict[str, list[dict]]:
         chosen = entry["select"] or {}
         if not isinstance(chosen, dict):
             raise SpecError(f"plot.{kind}.select: got {chosen!r}; expected a table {{setting = value}}")
+        # A value that is not swept (say after --set model.width=...) skips the figure when it is drawn.
         entry["select"] = {axis(kind, "select", k): v for k, v in chosen.items()} or None
-        for column, value in (entry["select"] or {}).items():
-            if column in values_of and value not in values_of[column]:
-                raise SpecError(f"plot.{kind}.select: {column} = {value!r} is not among the swept values {values_of[column]}")
 
     def check_lines(kind, entry):
         """select, hue and logy of curves and lines."""
@@ -691,7 +695,7 @@ def load(spec, overrides=None) -> Spec:
 
     settings = {key: _resolve_setting(key, flat.get(key, s.default)) for key, s in schema().items()}
     arrays = _resolve_given(settings, flat, inline_arrays, base)
-    seeds = _resolve_seeds(flat.get("seeds", 1))
+    seeds = _resolve_seeds(flat.get("seeds", DEFAULT_SEEDS))
     metric_names = _resolve_metrics(flat.get("metrics", list(DEFAULT_METRICS)))
     _check_combinations(settings, metric_names)
     if plugin_names:
@@ -700,51 +704,38 @@ def load(spec, overrides=None) -> Spec:
     return Spec(settings=settings, seeds=seeds, metrics=metric_names, plot=plot, given=arrays, plugins=plugin_names)
 
 
-# Spec entries that are not settings of one value, documented beside them.
-OTHER_ENTRIES = (
-    {"key": "seeds", "type": "int or list", "kind": "static", "default": "1", "allowed": "",
-     "doc": "a count (seeds 0..k-1) or a list of distinct integers"},
-    {"key": "metrics", "type": "list of str", "kind": "static", "default": '["train_loss", "test_loss"]', "allowed": "",
-     "doc": "metrics logged every `log_every` steps (see Metrics)"},
-    {"key": "plugins", "type": "list of str", "kind": "static", "default": "[]", "allowed": "",
-     "doc": "user files (relative to the spec) or modules that register components, loaded before validation"},
-    {"key": "data.X_train, data.y_train, data.X_test, data.y_test", "type": "arrays", "kind": "static", "default": "",
-     "allowed": "", "doc": "`inline`: the data themselves (lists in TOML, arrays in a Python dict)"},
-)
+def written(value) -> str:
+    """A default as it is written in a spec (for these types JSON and TOML agree)."""
+    return "" if value is None else json.dumps(list(value) if isinstance(value, tuple) else value)
 
 
-def _shown(value) -> str:
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, tuple):
-        return str(list(value))
-    return f'"{value}"' if isinstance(value, str) else f"{value:g}" if isinstance(value, float) else str(value)
+def _type_name(setting: Setting) -> str:
+    name = "list of steps" if setting.type is tuple else setting.type.__name__
+    return name if setting.sweepable else f"{name} (not sweepable)"
 
 
-def _kind(setting: Setting) -> str:
-    if not setting.sweepable:
-        return "not sweepable"
-    return "traced" if setting.traced else "static"
+def _selector_key(kind: str) -> str:
+    """How a component of `kind` is chosen in a spec: `model.activation`, `metrics`, ..."""
+    selector = registry.KINDS[kind].selector
+    return f"{registry.KINDS[kind].table}.{selector}" if selector else "metrics"
 
 
 def settings_table(prefix: str = "") -> list[dict]:
-    """Every setting whose key starts with `prefix`: key, type, kind (traced, static or
-    not sweepable), default, allowed values and meaning: the one source of `jaxgd
-    settings`, the README's table and (through `schema()`) validation."""
+    """Every setting, and every registered component, whose key starts with `prefix`, from
+    the sources validation reads (`schema()` and the registry): rows of key, type, kind
+    ('traced' or 'static'), default, allowed and doc. A component is a row
+    `<the key that chooses it>: NAME` (`data.name: parity`, `metrics: margin`) of type
+    its kind. What `jaxgd settings` prints and the README's tables show."""
     rows = [
-        {"key": s.key, "type": "list of steps" if s.type is tuple else s.type.__name__, "kind": _kind(s),
-         "default": _shown(s.default), "allowed": ", ".join(f"`{c}`" for c in s.choices if c != "") or _allowed_text(s),
-         "doc": s.doc}
-        for s in schema().values()
+        dict(key="seeds", type="int or list", kind="static", default=DEFAULT_SEEDS, allowed=SEEDS_ALLOWED,
+             doc="random seeds: a count k (seeds 0..k-1) or a list"),
+        dict(key="metrics", type="list of str", kind="static", default=list(DEFAULT_METRICS),
+             allowed="names of metrics (see Components)", doc="metrics logged every log_every steps"),
+        dict(key="plugins", type="list of str", kind="static", default=[], allowed="",
+             doc="user files (relative to the spec) or modules that register components, loaded before validation"),
     ]
-    first_model = next(i for i, row in enumerate(rows) if row["key"].startswith("model."))
-    rows[first_model:first_model] = OTHER_ENTRIES[3:]
-    rows[4:4] = OTHER_ENTRIES[:3]
+    rows += [dict(key=key, type=_type_name(s), kind="traced" if s.traced else "static", default=s.default,
+                  allowed=_allowed(s), doc=s.doc) for key, s in schema().items()]
+    rows += [dict(key=f"{_selector_key(kind)}: {name}", type=kind, kind="component", default=None, allowed="",
+                  doc=registry.get(kind, name).doc) for kind in registry.KINDS for name in registry.names(kind)]
     return [row for row in rows if row["key"].startswith(prefix)]
-
-
-def _allowed_text(setting: Setting) -> str:
-    """Bounds in words (choices are listed by name)."""
-    if setting.type in (int, float):
-        return _allowed(setting)
-    return ""

@@ -24,6 +24,7 @@ import os
 import secrets
 import socket
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -135,12 +136,24 @@ class Store:
                     + "; ".join(diff)
                     + f"). Refusing to mix them: use another --out, or delete {store.out} to start over"
                 )
-        store.parts.mkdir(parents=True, exist_ok=True)
+        store.make_writable()
         if old is None or old.to_dict() != spec.to_dict():
             atomic_write_bytes(store.out / SPEC_FILE, tomli_w.dumps(spec.to_dict()).encode())
         return store
 
     # -- writing --------------------------------------------------------------------
+    def make_writable(self) -> None:
+        """Create the folder and its parts/, and check that files can be written there,
+        before any run starts, with an error that says what to change."""
+        if self.out.exists() and not self.out.is_dir():
+            raise NotADirectoryError(f"{self.out} is a file, not a folder; give --out (out=) a new or existing folder")
+        try:
+            self.parts.mkdir(parents=True, exist_ok=True)
+            tempfile.TemporaryFile(dir=self.parts).close()
+        except OSError as err:
+            raise PermissionError(f"cannot write results into {self.out} ({err.strerror or err}); "
+                                  "give --out (out=) a folder you can write to") from err
+
     def writer(self, plan: Plan) -> "PartWriter":
         """A callable `(run_ids, history, diverged_step)` that saves one finished chunk."""
         return PartWriter(self, plan.logged_steps)
@@ -194,11 +207,12 @@ class Store:
             finished[part.run_ids] = True
         return Scan(parts=parts, finished=finished, damaged=damaged)
 
-    def assemble(self, plan: Plan, scan: Scan | None = None) -> Outputs:
-        """Every run's results from the parts; IncompleteError if some are missing."""
+    def assemble(self, plan: Plan, scan: Scan | None = None, *, missing_ok: bool = False) -> Outputs:
+        """Every run's results from the parts; IncompleteError if some are missing, unless
+        `missing_ok` (then a missing run's metrics are NaN)."""
         scan = scan or self.scan(plan)
         missing = plan.n_runs - scan.n_finished
-        if missing:
+        if missing and not missing_ok:
             damaged = f", {len(scan.damaged)} damaged part(s)" if scan.damaged else ""
             raise IncompleteError(
                 f"{self.out} holds {scan.n_finished:,} of {plan.n_runs:,} runs ({missing:,} missing{damaged}); "

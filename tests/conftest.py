@@ -1,8 +1,13 @@
 import copy
 
+import jax
 import pytest
 
 import jaxgd
+
+# The test process computes on one device the reference numbers that tests of several
+# devices compare against; jaxgd.run would otherwise take one device per core.
+jax.config.update("jax_num_cpu_devices", 1)
 
 TINY = {
     "name": "tiny",

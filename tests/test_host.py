@@ -48,3 +48,25 @@ def test_the_cli_runs_on_every_core_with_the_one_device_numbers(tmp_path):
     assert done.returncode == 0, done.stderr
     assert json.loads((out / "stats.json").read_text())["devices"] == host.available_cores()
     assert_same_results(out, reference)
+
+
+RUN_TWICE = ("import jaxgd, tomllib; spec = tomllib.load(open({spec!r}, 'rb'))\n"
+             "for _ in range(2):\n    print(jaxgd.run(spec, progress=False).stats['devices'])")
+
+
+def test_the_python_api_trains_on_every_core_or_says_once_how_to(tmp_path):
+    spec = write_spec(tmp_path / "s.toml", sweep())
+    run_twice = RUN_TWICE.format(spec=str(spec))
+    done = subprocess.run([sys.executable, "-c", run_twice], capture_output=True, text=True, timeout=TIMEOUT,
+                          env=child_env(JAX_PLATFORMS="cpu"))
+    assert done.returncode == 0, done.stderr
+    cores = host.available_cores()
+    assert done.stdout.split() == [str(cores)] * 2 and "JAX started before jaxgd" not in done.stderr
+    if cores == 1:
+        return  # nothing to warn about
+    started = "import jax; jax.numpy.ones(1).block_until_ready()\n"
+    done = subprocess.run([sys.executable, "-c", started + run_twice], capture_output=True, text=True,
+                          timeout=TIMEOUT, env=child_env(JAX_PLATFORMS="cpu"))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["1", "1"] and done.stderr.count("JAX started before jaxgd") == 1
+    assert f"jax.config.update('jax_num_cpu_devices', {cores})" in done.stderr

@@ -1,8 +1,10 @@
-"""Phase diagrams and curves drawn from result tables."""
+"""Phase diagrams, curves and lines drawn from result tables: scales, reductions, the
+interquartile band over seeds, selections."""
 
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
 
 from jaxgd import plot
@@ -84,3 +86,58 @@ def test_unevenly_spaced_numbers_are_drawn_as_categories():
                               diverged=False, final_train_loss=np.arange(1.0, 9.0)))
     ax = plot.phase_diagram(table, "width", "kappa", "final_train_loss").axes[0]
     assert [t.get_text() for t in ax.get_yticklabels()] == ["0", "0.1", "1", "10"]
+
+
+def band_of(ax, index=0):
+    """The outline (x, y vertices) of the index-th band (fill_between) of an axes."""
+    bands = [c for c in ax.collections if isinstance(c, PolyCollection)]
+    return bands[index].get_paths()[0].vertices
+
+
+def test_curves_draw_the_interquartile_range_over_seeds_as_a_band():
+    # 5 seeds at one lr: the loss at step 10 is 1..5, so median 3, quartiles 2 and 4
+    history = pd.DataFrame(dict(step=[0, 10] * 5, seed=np.repeat(np.arange(5), 2), lr=0.1,
+                                train_loss=np.ravel([[9.0, s + 1.0] for s in range(5)])))
+    ax = plot.curves(history, "train_loss", hue="lr").axes[0]
+    assert list(ax.get_lines()[0].get_ydata()) == [9.0, 3.0]
+    outline = band_of(ax)
+    at_10 = outline[np.isclose(outline[:, 0], 10), 1]
+    assert set(np.round(at_10, 9)) == {2.0, 4.0}
+
+
+def test_lines_draw_a_band_per_line():
+    fig = plot.lines(summary_table(), "width", ["final_train_loss"], hue="lr")
+    ax = fig.axes[0]
+    bands = [c for c in ax.collections if isinstance(c, PolyCollection)]
+    assert len(bands) == len(ax.get_lines()) == 4
+    # lr 0.001, width 8: seeds give 0.001/8 + (0, 1, 2) 1e-4; quartiles at +0.5e-4 and +1.5e-4
+    outline = band_of(ax)
+    at_8 = outline[np.isclose(outline[:, 0], 8), 1]
+    np.testing.assert_allclose(sorted(set(np.round(at_8, 12))), [0.001 / 8 + 0.5e-4, 0.001 / 8 + 1.5e-4])
+
+
+def test_a_selection_on_a_log_spaced_float_axis_takes_the_nearest_swept_value():
+    lrs = np.logspace(-4, 1, 24)
+    assert plot.nearest_value(lrs, 0.0139) == pytest.approx(lrs[10])  # 10^-1.826, the nearest in log space
+    assert plot.nearest_value(lrs, 1e-4) == pytest.approx(lrs[0])
+    assert plot.nearest_value(lrs, 1e3) is None and plot.nearest_value(lrs, -1.0) is None  # outside every cell
+    assert plot.nearest_value(np.array([0.0, 0.5, 1.0]), 0.3) == 0.5  # evenly spaced: the nearest, linearly
+    assert plot.nearest_value(np.array([16, 32, 64]), 64) == 64 and plot.nearest_value(np.array([16, 32]), 33) is None
+    table = pd.DataFrame(dict(step=0, lr=np.repeat(lrs, 2), train_loss=np.arange(48.0)))
+    ax = plot.curves(table, "train_loss", select={"lr": 0.0139}).axes[0]
+    assert list(ax.get_lines()[0].get_ydata()) == [20.5] and "lr = 0.0149" in ax.get_title()
+
+
+def test_save_figures_skips_a_figure_whose_selection_is_not_swept(tmp_path, capsys):
+    from types import SimpleNamespace
+
+    results = SimpleNamespace(summary=summary_table(), history=None)
+    phase = dict(x="width", y="lr", value="final_train_loss", reduce="median", select=None, file="phase.png")
+    lines = dict(x="lr", y=["final_train_loss"], hue=None, reduce="median", logy=True, select={"width": 128},
+                 file="lines.png")
+    paths = plot.save_figures(results, {"phase_diagram": [phase], "lines": [lines]}, tmp_path)
+    assert paths == [tmp_path / "phase.png"] and (tmp_path / "phase.png").stat().st_size > 1000
+    assert not (tmp_path / "lines.png").exists()
+    assert capsys.readouterr().err.strip() == (
+        "jaxgd: warning: skipping figure lines.png: select.width: no rows with width = 128; "
+        "the table has width = 8, 16, 32, 64")

@@ -4,6 +4,7 @@ anything compiles, with an error naming the key, the value and what is allowed."
 import pytest
 
 import jaxgd
+from jaxgd import registry
 from jaxgd import spec as specs
 from jaxgd.spec import SpecError
 
@@ -54,8 +55,8 @@ BAD_SPECS = [
     (dict(optimizer={"sampling": "stratified"}), ["optimizer.sampling", "replacement", "epochs"]),
     (dict(data={"name": "file"}), ["data.path", "needs data.path"]),
     (dict(data={"name": "parity", "k": 4}), ["data.k", "k <= data.d = 3"]),
-    (dict(model={"width": [4, 8]}, plot={"curves": {"metric": "train_loss", "select": {"width": 16}}}),
-     ["plot.curves.select", "width = 16", "[4, 8]"]),
+    (dict(model={"width": [4, 8]}, plot={"curves": {"metric": "train_loss", "select": {"widht": 4}}}),
+     ["plot.curves.select", "'widht'", "width"]),
     (dict(data={"name": "xor", "d": 1}), ["data.d", "xor needs data.d >= 2"]),
     (dict(metrics=["overlap_max"], data={"name": "two_layer_teacher"}), ["overlap_max", "teacher direction", "single_index"]),
     (dict(metrics=["committee_risk"], data={"name": "single_index"}), ["committee_risk", "square", "population_risk"]),
@@ -82,6 +83,32 @@ def test_bad_override_is_refused(no_compile):
         specs.load(make_spec(), ["optimizer.lr"])
     with pytest.raises(SpecError, match=r"model\.width.*>= 1"):
         specs.load(make_spec(), ["model.width=[4, -1]"])
+
+
+def test_a_leaf_key_suggests_the_one_key_it_ends_and_a_key_given_twice_is_refused(no_compile):
+    with pytest.raises(SpecError, match=r"unknown key 'lr' \(did you mean 'optimizer\.lr'\?\)"):
+        specs.load(make_spec(), ["lr=0.1"])
+    with pytest.raises(SpecError, match=r"'optimizer\.lr' given twice"):
+        specs.load(make_spec(), ["optimizer.lr=0.1", "optimizer.lr=0.2"])
+
+
+def test_a_value_that_is_not_swept_is_left_to_the_figure():
+    spec = specs.load(make_spec(model={"width": [4, 8]}, plot={"curves": {"metric": "train_loss", "select": {"width": 16}}}))
+    assert spec.plot["curves"][0]["select"] == {"width": 16}
+
+
+def test_settings_table_lists_every_setting_and_component_from_the_schema():
+    rows = {row["key"]: row for row in specs.settings_table()}
+    assert set(specs.schema()) | {"seeds", "metrics", "plugins"} <= set(rows)
+    assert {f"metrics: {name}" for name in registry.names("metric")} <= set(rows)
+    assert {f"data.name: {name}" for name in registry.names("dataset")} <= set(rows)
+    assert {f"model.activation: {name}" for name in registry.names("activation")} <= set(rows)
+    lr = rows["optimizer.lr"]
+    assert (lr["type"], lr["kind"], lr["default"], lr["allowed"]) == ("float", "traced", 0.1, "a number > 0")
+    assert rows["model.width"]["kind"] == "static" and rows["steps"]["type"] == "int (not sweepable)"
+    optimizer = specs.settings_table("optimizer.")
+    assert {row["key"] for row in optimizer if row["kind"] != "component"} == {
+        key for key in specs.schema() if key.startswith("optimizer.")}
 
 
 def test_sweep_forms_expand():
