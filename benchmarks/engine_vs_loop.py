@@ -2,7 +2,7 @@
 
 Both contenders train the same runs (8 step sizes x seeds, two-layer ReLU nets in NTK
 scaling on a linear teacher, full-batch GD on the MSE, train_loss logged every 10
-steps) with the same per-run function, `jaxgd.engine.train_run`:
+steps) with the same per-run function, `jaxgd.engine.loop.train_run`:
 
 - engine: `jaxgd.run`, i.e. one `jit(vmap(train_run))` over all runs. Its own stats are
   used: run-steps/s over the wall time of `engine.execute` less its compile time, so
@@ -41,9 +41,9 @@ import jax
 import numpy as np
 
 import jaxgd
-from jaxgd import engine
-from jaxgd import plan as planning
-from jaxgd import spec as specs
+from jaxgd.engine import dispatch as engine, loop
+from jaxgd.sweep import plan as planning
+from jaxgd.sweep import spec as specs
 
 N_LR = 8  # step sizes 10^-2 .. 10^-0.5: no run diverges at these sizes
 LOG_EVERY = 10
@@ -119,7 +119,7 @@ def compile_loop(spec: dict) -> tuple[Callable[[], Timing], float]:
     n_runs = len(group.run_ids)
     with engine.numerics(group.static):
         start = time.perf_counter()
-        compiled = jax.jit(functools.partial(engine.train_run, group.static)).lower(*one_run(group, 0)).compile()
+        compiled = jax.jit(functools.partial(loop.train_run, group.static)).lower(*one_run(group, 0)).compile()
         compile_s = time.perf_counter() - start
 
     def run_loop() -> Timing:

@@ -22,8 +22,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import engine_vs_loop as evl  # noqa: E402
 
-from jaxgd import plan as planning  # noqa: E402
-from jaxgd import spec as specs  # noqa: E402
+from jaxgd.sweep import plan as planning  # noqa: E402
+from jaxgd.sweep import spec as specs  # noqa: E402
 
 # (n, d, m), working set per run from 63 KiB to 1.9 MiB
 SHAPES = [(64, 8, 32), (128, 16, 64), (256, 16, 64), (128, 32, 128), (256, 32, 128), (512, 32, 128)]

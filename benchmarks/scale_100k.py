@@ -44,7 +44,7 @@ def spec(steps: int) -> dict:
 def run_once(spec_path: Path, out: Path, cache: Path) -> dict:
     """`jaxgd run` in a fresh process: its wall time, peak RSS and stats.json."""
     env = dict(os.environ, JAXGD_COMPILE_CACHE=str(cache))
-    command = [sys.executable, "-m", "jaxgd.cli", "run", str(spec_path), "--out", str(out)]
+    command = [sys.executable, "-m", "jaxgd", "run", str(spec_path), "--out", str(out)]
     start = time.perf_counter()
     child = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
     _, status, usage = os.wait4(child.pid, 0)

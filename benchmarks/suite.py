@@ -16,7 +16,7 @@ Contenders:
   a CPU only when asked for, as it runs in Pallas's interpret mode there).
 - floor: a minimal `jit(vmap(lax.scan(gd_step)))` over all runs, written in a few
   lines (`floor_program`), data and parameters given as arrays.
-- loop: a Python loop calling `jit(engine.train_run)` for one run, compiled once
+- loop: a Python loop calling `jit(loop.train_run)` for one run, compiled once
   (from `engine_vs_loop.py`).
 - torch_loop: the same loop in PyTorch, one run at a time, autograd (only where
   PyTorch is installed; on a subset of the runs when that would be slow).
@@ -59,9 +59,9 @@ import jaxgd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import engine_vs_loop as evl  # noqa: E402
 
-from jaxgd import engine  # noqa: E402
-from jaxgd import plan as planning  # noqa: E402
-from jaxgd import spec as specs  # noqa: E402
+from jaxgd.engine import dispatch as engine, loop  # noqa: E402
+from jaxgd.sweep import plan as planning  # noqa: E402
+from jaxgd.sweep import spec as specs  # noqa: E402
 
 try:
     import torch
@@ -149,7 +149,7 @@ def make_work(spec: dict, size: Size) -> Work:
     (group,) = planning.make(specs.load(spec)).groups
     cfg = lambda hyper: planning.Config(group.static, hyper)
     with engine.numerics(group.static):
-        draw = jax.jit(jax.vmap(lambda hyper, seed: engine.setup(cfg(hyper), seed)[0::2][:2]))
+        draw = jax.jit(jax.vmap(lambda hyper, seed: loop.setup(cfg(hyper), seed)[0::2][:2]))
         data, params = jax.device_get(draw(group.hyper, group.seeds))
     order = np.argsort(group.run_ids)
     return Work(spec, size, X=data.X_train[order], y=data.y_train[order], W=params["W"][order],

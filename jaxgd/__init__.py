@@ -10,19 +10,19 @@ __version__ = "0.1.0"  # the one place the version is written (pyproject.toml re
 
 # public name -> (module, name there)
 _EXPORTS = {
-    "run": ("jaxgd.api", "run"),
-    "resume": ("jaxgd.api", "resume"),
-    "collect": ("jaxgd.api", "collect"),
-    "materialize": ("jaxgd.api", "materialize"),
-    "phase_diagram": ("jaxgd.plot", "phase_diagram"),
-    "curves": ("jaxgd.plot", "curves"),
-    "lines": ("jaxgd.plot", "lines"),
-    "Results": ("jaxgd.results", "Results"),
+    "run": ("jaxgd.front.api", "run"),
+    "resume": ("jaxgd.front.api", "resume"),
+    "collect": ("jaxgd.front.api", "collect"),
+    "materialize": ("jaxgd.front.api", "materialize"),
+    "phase_diagram": ("jaxgd.front.plot", "phase_diagram"),
+    "curves": ("jaxgd.front.plot", "curves"),
+    "lines": ("jaxgd.front.plot", "lines"),
+    "Results": ("jaxgd.storage.results", "Results"),
     "SpecError": ("jaxgd.errors", "SpecError"),
-    "load_spec": ("jaxgd.spec", "load"),
-    "use_all_cores": ("jaxgd.host", "use_all_cores"),
-    # registration of a user's components (see jaxgd.registry)
-    **{kind: ("jaxgd.registry", kind) for kind in ("activation", "constraint", "dataset", "loss", "metric", "schedule")},
+    "load_spec": ("jaxgd.sweep.spec", "load"),
+    "use_all_cores": ("jaxgd.engine.host", "use_all_cores"),
+    # registration of a user's components (see jaxgd.science.registry)
+    **{kind: ("jaxgd.science.registry", kind) for kind in ("activation", "constraint", "dataset", "loss", "metric", "schedule")},
 }
 
 __all__ = list(_EXPORTS)

@@ -40,5 +40,5 @@ def no_compile(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("the engine was reached: validation should have failed first")
 
-    monkeypatch.setattr(jaxgd.engine, "execute", refuse)
-    monkeypatch.setattr(jaxgd.engine, "compile_group", refuse)
+    monkeypatch.setattr(jaxgd.engine.dispatch, "execute", refuse)
+    monkeypatch.setattr(jaxgd.engine.dispatch, "compile_group", refuse)

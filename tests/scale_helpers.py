@@ -36,7 +36,7 @@ def child_env(**extra):
 
 
 def jaxgd_cli(*args, env=None, timeout=TIMEOUT):
-    return subprocess.run([sys.executable, "-m", "jaxgd.cli", *map(str, args)], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "jaxgd", *map(str, args)], capture_output=True,
                           text=True, timeout=timeout, env=env or child_env())
 
 

@@ -14,8 +14,8 @@ import pytest
 import tomllib
 from matplotlib.figure import Figure
 
-from jaxgd import cli
-from jaxgd.spec import schema
+from jaxgd.front import cli
+from jaxgd.sweep.spec import schema
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -50,7 +50,7 @@ hue = "lr"
 
 
 def jaxgd_cli(*args):
-    return subprocess.run([sys.executable, "-m", "jaxgd.cli", *map(str, args)], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "jaxgd", *map(str, args)], capture_output=True, text=True,
                           timeout=300)
 
 
@@ -99,10 +99,10 @@ def test_run_then_plot(tmp_path):
 
 
 def test_help_answers_without_importing_jax():
-    check = ("import sys, time; start = time.perf_counter(); from jaxgd import cli\n"
+    check = ("import sys, time; start = time.perf_counter(); from jaxgd.front import cli\n"
              "try:\n    cli.main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
-             "print(time.perf_counter() - start, *[m for m in ('jax', 'matplotlib', 'pandas', 'jaxgd.engine', "
-             "'jaxgd.spec') if m in sys.modules], file=sys.stderr)")
+             "print(time.perf_counter() - start, *[m for m in ('jax', 'matplotlib', 'pandas', 'jaxgd.engine.loop', "
+             "'jaxgd.sweep.spec') if m in sys.modules], file=sys.stderr)")
     for command in (["--help"], ["run", "--help"], ["plot", "--help"]):
         done = subprocess.run([sys.executable, "-c", check, *command], capture_output=True, text=True, timeout=60)
         seconds, *heavy = done.stderr.split()
@@ -114,13 +114,13 @@ def test_help_answers_without_importing_jax():
 
 def test_import_jaxgd_is_cheap_and_its_names_are_found_on_use():
     check = ("import sys, jaxgd; before = 'jax' in sys.modules\n"
-             "print(before, sorted(jaxgd.__all__), jaxgd.curves is jaxgd.plot.curves, jaxgd.run.__module__)")
+             "print(before, sorted(jaxgd.__all__), jaxgd.curves is jaxgd.front.plot.curves, jaxgd.run.__module__)")
     done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=60)
     before, *rest = done.stdout.split(" ", 1)
     assert done.returncode == 0 and before == "False", done.stderr
     for name in ("run", "Results", "phase_diagram", "curves", "lines", "materialize", "collect", "resume"):
         assert f"'{name}'" in rest[0]
-    assert rest[0].rstrip().endswith("True jaxgd.api")
+    assert rest[0].rstrip().endswith("True jaxgd.front.api")
 
 
 def test_settings_lists_every_setting_and_a_prefix_only_its_own(capsys):

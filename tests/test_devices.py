@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 import jaxgd
-from jaxgd import engine, shares
-from jaxgd import plan as planning
-from jaxgd import spec as specs
+from jaxgd.engine import dispatch as engine
+from jaxgd.storage import shares
+from jaxgd.sweep import plan as planning
+from jaxgd.sweep import spec as specs
 
 from scale_helpers import assert_same_results, child_env, jaxgd_cli, sweep, write_spec
 

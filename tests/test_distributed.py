@@ -23,7 +23,7 @@ def test_two_processes_give_the_results_of_one(tmp_path):
     spec_path, out = write_spec(tmp_path / "s.toml", spec), tmp_path / "out"
     env = child_env(JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{free_port()}", JAX_NUM_PROCESSES=2)
     children = [
-        subprocess.Popen([sys.executable, "-m", "jaxgd.cli", "run", str(spec_path), "--out", str(out), "--distributed"],
+        subprocess.Popen([sys.executable, "-m", "jaxgd", "run", str(spec_path), "--out", str(out), "--distributed"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env | {"JAX_PROCESS_ID": str(i)})
         for i in range(2)
     ]
@@ -46,7 +46,9 @@ def test_two_processes_give_the_results_of_one(tmp_path):
 
 
 def test_shares_are_disjoint_whole_chunks_and_balanced():
-    from jaxgd import plan as planning, shares, spec as specs
+    from jaxgd.sweep import plan as planning
+    from jaxgd.storage import shares
+    from jaxgd.sweep import spec as specs
 
     plan = planning.make(specs.load(sweep(chunk_size=2) | {"model": {"width": [4, 8, 16]}}))
     masks = [shares.share(plan, i, 4) for i in range(4)]

@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from jaxgd import docs
+from jaxgd.front import docs
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
 
 
 def test_readme_tables_are_the_generated_ones():
-    """Regenerate with `python -m jaxgd.docs` after changing a setting or a component."""
+    """Regenerate with `python -m jaxgd.front.docs` after changing a setting or a component."""
     assert docs.sections_of(README) == docs.generated()
 
 

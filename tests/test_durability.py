@@ -12,8 +12,8 @@ import time
 import pytest
 
 import jaxgd
-from jaxgd import cli
-from jaxgd import store as storage
+from jaxgd.front import cli
+from jaxgd.storage import store as storage
 
 from scale_helpers import TIMEOUT, assert_same_results, child_env, jaxgd_cli, sweep, write_spec
 
@@ -28,13 +28,13 @@ SPEC = sweep(chunk_size=2)
 SLOW_CHILD = """
 import signal, sys, time
 signal.signal(signal.SIGINT, signal.default_int_handler)
-from jaxgd import store
+from jaxgd.storage import store
 save = store.PartWriter.__call__
 def slow_save(self, *args):
     time.sleep(0.3)
     return save(self, *args)
 store.PartWriter.__call__ = slow_save
-from jaxgd.cli import main
+from jaxgd.front.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 

@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 
 import jaxgd
-from jaxgd import engine
-from jaxgd import plan as planning
-from jaxgd import spec as specs
+from jaxgd.engine import dispatch as engine, loop
+from jaxgd.sweep import plan as planning
+from jaxgd.sweep import spec as specs
 
 from conftest import make_spec
 
@@ -134,7 +134,7 @@ def test_auto_strategy_maps_large_runs_on_the_host():
 @pytest.mark.parametrize("strategy", ["vmap", "map"])
 def test_one_compilation_per_group(monkeypatch, strategy):
     chex.clear_trace_counter()  # counts are kept across the parametrized cases
-    traced, train_run = [], engine.train_run
+    traced, train_run = [], loop.train_run
 
     @chex.assert_max_traces(n=2)
     def counted_train_run(static, hyper, seed):

@@ -9,7 +9,10 @@ import numpy as np
 import pytest
 
 import jaxgd
-from jaxgd import engine, fused, plan, spec as specs
+from jaxgd.engine import dispatch as engine
+from jaxgd.engine import fused
+from jaxgd.sweep import plan
+from jaxgd.sweep import spec as specs
 
 from conftest import make_spec
 from scale_helpers import assert_same_results, child_env, jaxgd_cli, write_spec

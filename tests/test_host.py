@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import jaxgd
-from jaxgd import host
+from jaxgd.engine import host
 
 from scale_helpers import TIMEOUT, assert_same_results, child_env, jaxgd_cli, sweep, write_spec
 

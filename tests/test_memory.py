@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 import jaxgd
-from jaxgd import engine
+from jaxgd.engine import dispatch as engine
 
 from conftest import make_spec
 from scale_helpers import sweep

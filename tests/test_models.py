@@ -4,8 +4,10 @@ import jax
 import numpy as np
 import pytest
 
-from jaxgd import models, registry
-from jaxgd.rng import Draws
+from jaxgd.science import models
+
+from jaxgd.science import registry
+from jaxgd.science.rng import Draws
 
 Z = np.linspace(-3, 3, 13)
 EXPECTED = {

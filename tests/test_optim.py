@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 import jaxgd
-from jaxgd import optim, registry
+from jaxgd.science import optim
+from jaxgd.science import registry
 
 from conftest import make_spec
 

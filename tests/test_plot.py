@@ -7,7 +7,7 @@ import pytest
 from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
 
-from jaxgd import plot
+from jaxgd.front import plot
 
 
 def summary_table():

@@ -7,7 +7,7 @@ import json
 import pytest
 
 import jaxgd
-from jaxgd import slurm
+from jaxgd.storage import slurm
 
 from scale_helpers import TIMEOUT, assert_same_results, jaxgd_cli, sweep, write_spec
 

@@ -4,9 +4,9 @@ anything compiles, with an error naming the key, the value and what is allowed."
 import pytest
 
 import jaxgd
-from jaxgd import registry
-from jaxgd import spec as specs
-from jaxgd.spec import SpecError
+from jaxgd.science import registry
+from jaxgd.sweep import spec as specs
+from jaxgd.sweep.spec import SpecError
 
 from conftest import make_spec
 

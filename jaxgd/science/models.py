@@ -14,7 +14,7 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
-from jaxgd.registry import activation, constraint
+from jaxgd.science.registry import activation, constraint
 
 # --- activations: act(z, *, settings), settings under [model] ---------------------------
 

@@ -15,7 +15,7 @@ import sys
 from functools import partial
 from pathlib import Path
 
-from jaxgd import registry
+from jaxgd.science import registry
 from jaxgd.errors import SpecError
 
 _LOADED: dict[str, str] = {}  # plugin -> the module it was loaded as
@@ -95,7 +95,7 @@ def check_shapes(settings: dict) -> None:
     import jax
     import jax.numpy as jnp
 
-    from jaxgd import rng
+    from jaxgd.science import rng
 
     first = lambda key: settings[key][0] if isinstance(settings[key], list) else settings[key]
     chosen = lambda kind, key: [registry.get(kind, name) for name in ([settings[key]] if not isinstance(settings[key], list) else settings[key])
@@ -126,7 +126,7 @@ def check_shapes(settings: dict) -> None:
 
         def sample(key):
             def build(draws):
-                from jaxgd.data import randomness
+                from jaxgd.science.data import randomness
 
                 extra = (bound(dataset, teacher)(randomness(draws, teacher), d),) if teacher else ()
                 return bound(dataset)(randomness(draws, dataset.fn), n, d, *extra)

@@ -15,7 +15,7 @@ from matplotlib.colors import ListedColormap, LogNorm, Normalize
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from jaxgd.spec import REDUCERS
+from jaxgd.sweep.spec import REDUCERS
 
 DIVERGED_COLOR = "#d62728"
 BAND_ALPHA = 0.2

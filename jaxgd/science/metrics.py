@@ -8,10 +8,10 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxgd.data import Dataset
-from jaxgd.losses import huber
-from jaxgd.models import Network
-from jaxgd.registry import metric
+from jaxgd.science.data import Dataset
+from jaxgd.science.losses import huber
+from jaxgd.science.models import Network
+from jaxgd.science.registry import metric
 
 
 class Snapshot(NamedTuple):

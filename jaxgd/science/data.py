@@ -6,7 +6,7 @@ teacher drawn once per run, `sample(draws, n, d, teacher, *, settings)` register
 Gaussians (`rng.Draws`: data are generated inside the compiled program, from one draw
 per run); a user's data set may take a JAX `key` as its first argument instead. Label
 noise `noise * N(0, 1)` and the sign for `data.labels = "sign"` are added by `make`.
-Given data (`data.name = "file"` or `"inline"`) are fixed arrays (`jaxgd.given`), with
+Given data (`data.name = "file"` or `"inline"`) are fixed arrays (`jaxgd.science.given`), with
 the same noise and label handling.
 """
 
@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import ndtr
 
-from jaxgd.registry import RANDOMNESS, dataset
+from jaxgd.science.registry import RANDOMNESS, dataset
 
 
 class Dataset(NamedTuple):
@@ -144,7 +144,7 @@ def single_index(draws, n, d, w_star, *, link: Literal[tuple(LINKS)] = "square")
     return X, LINKS[link](projection(X, w_star, d))
 
 
-# Data sets given as arrays rather than generated (see jaxgd.given).
+# Data sets given as arrays rather than generated (see jaxgd.science.given).
 GIVEN = ("file", "inline")
 LABELS = ("real", "sign")
 

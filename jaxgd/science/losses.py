@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from jaxgd.registry import loss
+from jaxgd.science.registry import loss
 
 
 @loss("mse")

@@ -93,7 +93,7 @@ KINDS = {
 }
 
 # The first argument of a data set: a JAX key, or a stream of standard Gaussians
-# (`jaxgd.rng.Draws`, whose one draw per run compiles faster).
+# (`jaxgd.science.rng.Draws`, whose one draw per run compiles faster).
 RANDOMNESS = ("key", "draws")
 
 
@@ -197,7 +197,7 @@ def _decorator(kind: str):
         return lambda fn: register(kind, name, fn, **options)
 
     decorate.__name__ = kind
-    decorate.__doc__ = f"Register a function as the {kind} `name` (see jaxgd.registry)."
+    decorate.__doc__ = f"Register a function as the {kind} `name` (see jaxgd.science.registry)."
     return decorate
 
 

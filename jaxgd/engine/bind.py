@@ -1,6 +1,6 @@
 """From a run's settings to the science it runs: every component the spec chose, its
 settings bound (`Config.bind`), gathered in one `Science` that the training loops (the
-XLA loop in jaxgd.engine, the fused kernel in jaxgd.fused) read like the equations."""
+XLA loop in jaxgd.engine.loop, the fused kernel in jaxgd.engine.fused) read like the equations."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from typing import Callable, NamedTuple
 
 import jax.numpy as jnp
 
-from jaxgd import data as datasets
-from jaxgd import models, registry
-from jaxgd.plan import Config
+from jaxgd.science import data as datasets
+from jaxgd.science import models
+from jaxgd.science import registry
+from jaxgd.sweep.plan import Config
 
 
 class Science(NamedTuple):

@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxgd.registry import schedule
+from jaxgd.science.registry import schedule
 
 # --- schedules: lr_t = schedule(t, lr, *, settings), t the number of updates so far ---
 

@@ -11,10 +11,16 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from jaxgd import compile_cache, engine, host, shares
-from jaxgd import plan as planning
-from jaxgd import spec as specs
-from jaxgd.store import Store
+from jaxgd.storage import compile_cache
+
+from jaxgd.engine import dispatch as engine
+
+from jaxgd.engine import host
+
+from jaxgd.storage import shares
+from jaxgd.sweep import plan as planning
+from jaxgd.sweep import spec as specs
+from jaxgd.storage.store import Store
 
 CLUSTERS = ("slurm", "local", "debug")
 

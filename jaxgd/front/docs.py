@@ -1,6 +1,6 @@
 """The README's tables of settings and components, generated from the one source
 validation reads (the spec's own settings and the registered components):
-`python -m jaxgd.docs` rewrites them in README.md; a test checks the committed README
+`python -m jaxgd.front.docs` rewrites them in README.md; a test checks the committed README
 equals the generated text."""
 
 from __future__ import annotations
@@ -9,7 +9,9 @@ import re
 import sys
 from pathlib import Path
 
-from jaxgd import registry, spec
+from jaxgd.science import registry
+
+from jaxgd.sweep import spec
 
 SECTIONS = ("settings", "components")
 NOTES = {  # what a component's declared properties mean for a user
@@ -74,6 +76,6 @@ def rewrite(readme: str) -> str:
 
 
 if __name__ == "__main__":
-    path = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parents[1] / "README.md"
+    path = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parents[2] / "README.md"
     path.write_text(rewrite(path.read_text()))
     print(f"rewrote the generated tables of {path}")

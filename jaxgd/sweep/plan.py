@@ -15,9 +15,9 @@ import jax
 import numpy as np
 import pandas as pd
 
-from jaxgd import registry
+from jaxgd.science import registry
 from jaxgd.errors import SizeError
-from jaxgd.spec import TABLES, Spec, logged_steps, schema
+from jaxgd.sweep.spec import TABLES, Spec, logged_steps, schema
 
 # Bytes of one chunk on the host (CPU): about a last-level cache. A vmapped chunk whose
 # working set spills out of the caches is slower than a loop over runs on the host, and

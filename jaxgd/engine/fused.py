@@ -27,9 +27,9 @@ from jax import lax
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as pl_triton
 
-from jaxgd import losses
-from jaxgd.bind import Science, science
-from jaxgd.plan import Config, Static, logged_steps
+from jaxgd.science import losses
+from jaxgd.engine.bind import Science, science
+from jaxgd.sweep.plan import Config, Static, logged_steps
 
 BLOCK_ROWS = 64  # most samples per row block of a step's pass over the data
 MIN_DIM = 16  # Triton's dot needs every operand dimension >= 16

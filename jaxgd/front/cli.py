@@ -29,8 +29,8 @@ PLOT_KINDS = {"phase": "phase_diagram", "curves": "curves", "lines": "lines"}
 
 def _spec_for(args):
     """The spec to run: SPEC, or with --resume and no SPEC the one saved in --out."""
-    from jaxgd.spec import SpecError
-    from jaxgd.store import Store
+    from jaxgd.sweep.spec import SpecError
+    from jaxgd.storage.store import Store
 
     saved = Store(args.out).saved_spec() if args.resume else None
     if args.resume and saved is None:
@@ -41,10 +41,10 @@ def _spec_for(args):
 
 
 def _run(args) -> None:
-    from jaxgd import api
+    from jaxgd.front import api
 
     if args.distributed:
-        from jaxgd import distributed
+        from jaxgd.storage import distributed
 
         distributed.initialize(args.coordinator, args.num_processes, args.process_id)
     spec = _spec_for(args)
@@ -61,8 +61,9 @@ def _run(args) -> None:
 
 
 def _submit(args, spec) -> None:
-    from jaxgd import api, slurm
-    from jaxgd.spec import parse_overrides
+    from jaxgd.front import api
+    from jaxgd.storage import slurm
+    from jaxgd.sweep.spec import parse_overrides
 
     parameters = parse_overrides(args.slurm_param)
     jobs = slurm.submit(spec, args.out, args.slurm, overrides=args.set, parameters=parameters,
@@ -89,7 +90,7 @@ def _submit(args, spec) -> None:
 
 
 def _collect(args) -> None:
-    from jaxgd import api
+    from jaxgd.front import api
 
     api.collect(args.dir, progress=not args.quiet, plots=not args.no_plots)
 
@@ -97,7 +98,7 @@ def _collect(args) -> None:
 def _plot_entry(args) -> dict:
     """The options given to `jaxgd plot`, as an entry of the spec's [plot] table, so
     that they are checked and completed (defaults, file name) as in a spec."""
-    from jaxgd.spec import parse_overrides
+    from jaxgd.sweep.spec import parse_overrides
 
     if args.y and len(args.y) > 1 and args.kind != "lines":
         raise ValueError(f"--y: got {' '.join(args.y)}; a {args.kind} figure takes one")
@@ -108,9 +109,9 @@ def _plot_entry(args) -> dict:
 
 
 def _plot(args) -> None:
-    from jaxgd import plot
-    from jaxgd import spec as specs
-    from jaxgd.results import Results
+    from jaxgd.front import plot
+    from jaxgd.sweep import spec as specs
+    from jaxgd.storage.results import Results
 
     results = Results.load(args.dir, partial=True)
     kind = PLOT_KINDS[args.kind]
@@ -127,7 +128,7 @@ def _plot(args) -> None:
 
 
 def _settings(args) -> None:
-    from jaxgd.spec import settings_table, written
+    from jaxgd.sweep.spec import settings_table, written
 
     rows = settings_table(args.prefix)
     if not rows:
@@ -233,7 +234,7 @@ def _message(err: BaseException) -> str:
     """The error as one line, saying what to change."""
     text = " ".join(str(err).split()) or type(err).__name__
     if isinstance(err, MemoryError) and not isinstance(err, SizeError):  # SizeError names the settings itself
-        from jaxgd.plan import RUN_SIZE_KEYS
+        from jaxgd.sweep.plan import RUN_SIZE_KEYS
 
         text = (f"out of memory ({text}); make the sweep smaller: fewer runs (seeds, swept values), fewer logged "
                 f"steps (steps / log_every) or smaller runs ({', '.join(RUN_SIZE_KEYS)})")

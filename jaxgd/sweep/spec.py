@@ -23,9 +23,16 @@ from typing import Any
 import numpy as np
 
 # Importing the science modules registers the built-in components.
-from jaxgd import data, given, losses, metrics, models, optim, plugins, registry  # noqa: F401
+from jaxgd.science import data  # noqa: F401
+from jaxgd.science import given  # noqa: F401
+from jaxgd.science import losses  # noqa: F401
+from jaxgd.science import metrics  # noqa: F401
+from jaxgd.science import models  # noqa: F401
+from jaxgd.science import optim  # noqa: F401
+from jaxgd.sweep import plugins  # noqa: F401
+from jaxgd.science import registry  # noqa: F401
 from jaxgd.errors import SpecError
-from jaxgd.registry import Setting
+from jaxgd.science.registry import Setting
 
 
 def _int(key, default, doc, minimum=1, sweepable=True):
@@ -369,10 +376,10 @@ def _values(settings, key) -> list:
     return value if isinstance(value, list) else [value]
 
 
-# What `engine.kernel = "fused"` (jaxgd/fused.py) supports, beyond which it is refused:
+# What `engine.kernel = "fused"` (jaxgd/engine/fused.py) supports, beyond which it is refused:
 # setting -> allowed values; and the metrics it computes.
 def fused_kernel_allows() -> dict[str, tuple]:
-    """What `engine.kernel = "fused"` (jaxgd/fused.py) supports, beyond which it is
+    """What `engine.kernel = "fused"` (jaxgd/engine/fused.py) supports, beyond which it is
     refused: setting -> allowed values."""
     return {
         # gelu: JAX's Triton backend has no rule for erfc, so the kernel would not compile on GPUs

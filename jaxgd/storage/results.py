@@ -13,10 +13,10 @@ import numpy as np
 import pandas as pd
 import tomli_w
 
-from jaxgd import plan as planning
-from jaxgd.engine import Outputs
-from jaxgd.plan import Plan
-from jaxgd.store import IncompleteError, Store
+from jaxgd.sweep import plan as planning
+from jaxgd.engine.outputs import Outputs
+from jaxgd.sweep.plan import Plan
+from jaxgd.storage.store import IncompleteError, Store
 
 HISTORY_FILE, SUMMARY_FILE, SPEC_FILE, STATS_FILE = (
     "history.parquet", "summary.parquet", "spec.toml", "stats.json",

@@ -31,9 +31,9 @@ from pathlib import Path
 import numpy as np
 import tomli_w
 
-from jaxgd import spec as specs
-from jaxgd.engine import Outputs
-from jaxgd.plan import Plan
+from jaxgd.sweep import spec as specs
+from jaxgd.engine.outputs import Outputs
+from jaxgd.sweep.plan import Plan
 
 PARTS, SPEC_FILE = "parts", "spec.toml"
 

@@ -10,11 +10,21 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from jaxgd import compile_cache, distributed, engine, host, plot, shares
-from jaxgd import plan as planning
-from jaxgd import spec as specs
-from jaxgd.results import Results
-from jaxgd.store import Store, report_damaged
+from jaxgd.storage import compile_cache
+
+from jaxgd.storage import distributed
+
+from jaxgd.engine import dispatch as engine, loop
+
+from jaxgd.engine import host
+
+from jaxgd.front import plot
+
+from jaxgd.storage import shares
+from jaxgd.sweep import plan as planning
+from jaxgd.sweep import spec as specs
+from jaxgd.storage.results import Results
+from jaxgd.storage.store import Store, report_damaged
 
 
 def run(spec, *, overrides=None, out=None, progress=True, compile_cache_dir=None, plots=True) -> Results:
@@ -29,7 +39,7 @@ def run(spec, *, overrides=None, out=None, progress=True, compile_cache_dir=None
     [plot] table are written there. Under `jax.distributed` each process runs its share
     of the sweep and `out` must be a folder every process sees.
     `compile_cache_dir`: JAX's persistent compilation cache (None: the default, see
-    `jaxgd.compile_cache`; "off": none)."""
+    `jaxgd.storage.compile_cache`; "off": none)."""
     host.use_all_cores()
     resolved = specs.load(spec, overrides)
     compile_cache.configure(compile_cache_dir)
@@ -111,7 +121,7 @@ def materialize(spec, run_id: int, *, overrides=None) -> dict:
     hyper = {k: v[i] for k, v in group.hyper.items()}
     with engine.numerics(group.static):
         # The same traced computation as inside the engine, for one run.
-        setup = jax.jit(lambda h, s: engine.setup(planning.Config(group.static, h), s)[:3])
+        setup = jax.jit(lambda h, s: loop.setup(planning.Config(group.static, h), s)[:3])
         data, teacher, params = jax.device_get(setup(hyper, group.seeds[i]))
     settings = planning.run_settings(group, i)
     return {

@@ -18,8 +18,8 @@ import dataclasses
 
 import numpy as np
 
-from jaxgd import plan as planning
-from jaxgd.plan import Plan
+from jaxgd.sweep import plan as planning
+from jaxgd.sweep.plan import Plan
 
 
 def cut(positions: np.ndarray, size: int) -> list[np.ndarray]:

@@ -1,0 +1,186 @@
+"""Compilation, chunking, sharding and memory retries: `execute` compiles one program per
+group of runs with the same static settings (`vmap` or `lax.map` of train_run, or the
+fused kernel: STRATEGIES) and calls it chunk by chunk, the run axis split over every
+device of the process; a call out of device memory is retried with chunks half the size."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+from functools import partial
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from tqdm.auto import tqdm
+
+from jaxgd.storage import compile_cache
+from jaxgd.engine import fused
+from jaxgd.sweep import plan as planning
+from jaxgd.errors import SizeError
+from jaxgd.sweep.plan import Config, Group, Plan, Static
+from jaxgd.storage.shares import cut
+
+from jaxgd.engine.loop import setup, train_run
+from jaxgd.engine.outputs import Outputs
+
+
+def train_runs_fused(static: Static, hyper: dict, seeds):
+    """The runs of `jax.vmap(train_run)`, from the same `setup`, trained by the fused
+    Pallas kernel instead (`engine.kernel = "fused"`, see jaxgd/engine/fused.py)."""
+
+    runs = jax.vmap(lambda h, seed: setup(Config(static, h), seed))(hyper, seeds)
+    return fused.train(static, hyper, runs.data, runs.params)
+
+
+@contextlib.contextmanager
+def numerics(static: Static):
+    """float64 when asked for; matmul precision as set (`highest` by default, since
+    TF32 products on GPUs change dynamics near the edge of stability)."""
+    with contextlib.ExitStack() as stack:
+        cfg = Config(static, {})
+        if cfg.dtype == np.float64:
+            stack.enter_context(jax.enable_x64(True))
+        stack.enter_context(jax.default_matmul_precision(cfg.engine.precision))
+        yield
+
+
+def local_mesh() -> Mesh:
+    """A 1-D mesh over every device of this process: the run axis is sharded over it."""
+    return Mesh(np.array(jax.local_devices()), ("runs",))
+
+
+def map_runs(static: Static):
+    """The runs of a chunk one after another (`lax.map`): each computed as if alone."""
+    return lambda hyper, seeds: jax.lax.map(lambda run: train_run(static, *run), (hyper, seeds))
+
+
+# How one device trains the runs of its chunk (plan.strategy picks one from
+# `engine.strategy` and `engine.kernel`): `vmap` batches them into one program, `map`
+# trains them one after another in one call, `fused` in one Pallas kernel.
+STRATEGIES = {
+    "vmap": lambda static: jax.vmap(partial(train_run, static)),
+    "map": map_runs,
+    "fused": lambda static: partial(train_runs_fused, static),
+}
+
+
+def compile_group(group: Group, size: int | None = None, mesh: Mesh | None = None):
+    """The compiled program of a group for `size` runs per device (default: the group's
+    chunk size) on each device of `mesh` (default: all of this process's): the run axis
+    is split over the mesh (a Pallas call is not partitioned by jit: one per device) and
+    each device trains its runs by the group's strategy. Returns it and the seconds it
+    took."""
+    mesh = mesh or local_mesh()
+    runs = NamedSharding(mesh, P("runs"))
+    n = (size or group.chunk_size) * mesh.size
+    shape = lambda dtype: jax.ShapeDtypeStruct((n,), dtype, sharding=runs)
+    start = time.perf_counter()
+    per_device = STRATEGIES[group.strategy](group.static)
+    # Runs never talk to each other: no collectives, so no replication checks to make.
+    program = jax.jit(jax.shard_map(per_device, mesh=mesh, in_specs=P("runs"), out_specs=P("runs"), check_vma=False))
+    compiled = program.lower({k: shape(v.dtype) for k, v in group.hyper.items()}, shape(group.seeds.dtype)).compile()
+    return compiled, time.perf_counter() - start
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    text = str(error)
+    return "RESOURCE_EXHAUSTED" in text or "Out of memory" in text or "out of memory" in text
+
+
+def next_call(positions: np.ndarray, size: int, n_devices: int) -> tuple[np.ndarray, np.ndarray]:
+    """The next call on `positions` (the group's runs still to do, in order): up to
+    `n_devices` chunks of `size` consecutive runs, one per device. Returns the padded
+    positions (n_devices * size,) and which of them are real: a short chunk is padded
+    with its first run, a missing one with the first chunk (computed, then dropped)."""
+    take = cut(positions[: size * n_devices], size)
+    real = [np.arange(size) < len(c) for c in take] + [np.zeros(size, bool)] * (n_devices - len(take))
+    take += [take[0]] * (n_devices - len(take))
+    padded = [np.concatenate([c, np.full(size - len(c), c[0])]) for c in take]
+    return np.concatenate(padded), np.concatenate(real)
+
+
+def execute(plan: Plan, progress: bool = True, *, todo: np.ndarray | None = None, on_chunk=None) -> Outputs:
+    """Run the plan's runs (only those in `todo`, a mask over run_ids, when given),
+    group by group, each call sharded over this process's devices. After each call,
+    `on_chunk(run_ids, history, diverged_step)` receives its real runs' results.
+    A call that runs out of device memory is retried with chunks half the size."""
+    spec = plan.spec
+    steps = plan.logged_steps
+    dtype = np.dtype(plan.dtype)
+    history = {m: np.full((plan.n_runs, len(steps)), np.nan, dtype) for m in spec.metrics}
+    diverged_step = np.full(plan.n_runs, -1, np.int64)
+    todo = np.ones(plan.n_runs, bool) if todo is None else todo
+    mesh = local_mesh()
+    runs = NamedSharding(mesh, P("runs"))
+    n_todo = int(sum(todo[g.run_ids].sum() for g in plan.groups))
+    planning.refuse_runs_too_large([g for g in plan.groups if todo[g.run_ids].any()])
+
+    start, compile_s, programs, calls, sizes, halvings = time.perf_counter(), 0.0, 0, 0, set(), []
+    hits_before = compile_cache.hits()
+    bar = tqdm(
+        total=n_todo, unit="run", desc=spec.name, delay=1.0,
+        disable=not progress, file=sys.stderr, dynamic_ncols=True,
+    )
+    with bar:
+        for group in plan.groups:
+            positions = np.flatnonzero(todo[group.run_ids])
+            size = group.chunk_size
+            if not len(positions):
+                continue
+            with numerics(group.static):
+                compiled = None
+                while len(positions):
+                    try:
+                        if compiled is None:
+                            compiled, seconds = compile_group(group, size, mesh)
+                            compile_s += seconds
+                            programs += 1
+                        padded, real = next_call(positions, size, mesh.size)
+                        inputs = jax.device_put(({k: v[padded] for k, v in group.hyper.items()}, group.seeds[padded]), runs)
+                        chunk_history, chunk_diverged = jax.device_get(compiled(*inputs))
+                    except jax.errors.JaxRuntimeError as error:
+                        if not is_out_of_memory(error):
+                            raise
+                        if size == 1:
+                            raise SizeError(f"out of device memory training one run of a group alone ({error}); make "
+                                            f"{', '.join(planning.RUN_SIZE_KEYS)} smaller") from error
+                        inputs = compiled = None
+                        halvings.append([size, (size + 1) // 2])
+                        print(f"jaxgd: out of memory with {size} runs per device; retrying with {(size + 1) // 2}",
+                              file=sys.stderr)
+                        size = (size + 1) // 2
+                        continue
+                    run_ids = group.run_ids[padded[real]]
+                    chunk_history = {name: values[real] for name, values in chunk_history.items()}
+                    for name, values in chunk_history.items():
+                        history[name][run_ids] = values
+                    diverged_step[run_ids] = chunk_diverged[real]
+                    if on_chunk is not None:
+                        on_chunk(run_ids, chunk_history, diverged_step[run_ids])
+                    positions = positions[real.sum():]
+                    calls += 1
+                    sizes.add(size)
+                    bar.update(len(run_ids))
+    wall = time.perf_counter() - start
+    run_steps = n_todo * plan.steps
+    stats = {
+        "runs": plan.n_runs,
+        "runs_done": n_todo,
+        "steps": plan.steps,
+        "groups": len(plan.groups),
+        "programs": programs,
+        "chunks": calls,
+        "chunk_sizes": sorted(sizes),
+        "strategies": sorted({group.strategy for group in plan.groups}),
+        "devices": mesh.size,
+        "out_of_memory_retries": halvings,
+        "wall_s": wall,
+        "compile_s": compile_s,
+        "compile_cache": compile_cache.directory(),
+        "compile_cache_hits": compile_cache.hits() - hits_before,
+        "run_steps_per_s": run_steps / max(wall - compile_s, 1e-9),
+        "device": str(jax.local_devices()[0].device_kind),
+    }
+    return Outputs(steps=steps, history=history, diverged_step=diverged_step, stats=stats)

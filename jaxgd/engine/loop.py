@@ -1,0 +1,211 @@
+"""The training loop: `train_run` is one gradient-descent run as a pure function of
+its settings and seed, the whole loop on one screen (vmapped, mapped or replaced by the
+fused kernel in jaxgd.engine.dispatch)."""
+
+from __future__ import annotations
+
+import dataclasses
+from functools import partial
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxgd.science import data as datasets
+from jaxgd.science import hessian
+from jaxgd.science import losses
+from jaxgd.science import metrics
+from jaxgd.science import models
+from jaxgd.science import optim
+from jaxgd.science import registry
+from jaxgd.science import rng
+from jaxgd.engine.bind import Science, science
+from jaxgd.errors import SpecError
+from jaxgd.sweep.plan import Config, Static, logged_steps
+
+class RunSetup(NamedTuple):
+    data: datasets.Dataset
+    teacher: Any  # the data set's teacher (None where there is none)
+    params: dict  # initial parameters, every layer
+    batches_key: jax.Array
+    metrics_key: jax.Array
+    sharpness_start: jax.Array | None  # start of the power iteration, where sharpness is tracked
+
+
+def setup(cfg: Config, seed) -> RunSetup:
+    """Everything random about a run, from its seed alone."""
+    draws_key, batches_key, metrics_key = rng.run_keys(seed)
+    run = science(cfg)
+
+    def build(draws):
+        given = cfg.data.given if cfg.data.name in datasets.GIVEN else None
+        data, teacher = datasets.make(run.source, draws, n=cfg.data.n, n_test=cfg.data.n_test, given=given)
+        params = models.init(draws, width=cfg.model.width, d=cfg.data.d, w_scale=cfg.model.w_scale,
+                             a_init=cfg.model.a_init, a_scale=cfg.model.a_scale, bias=cfg.model.bias,
+                             b_scale=cfg.model.b_scale, constrain=run.constrain, dtype=cfg.dtype)
+        n_trained = sum(p.size for p in models.split(params, run.trained)[0].values())
+        start = draws.normal((n_trained,)) if "sharpness" in run.tracks else None
+        return data, teacher, params, start
+
+    data, teacher, params, start = rng.draw(draws_key, build, cfg.dtype)
+    return RunSetup(data, teacher, params, batches_key, metrics_key, start)
+
+
+class Increases(NamedTuple):
+    """Steps at which the training loss went up."""
+
+    previous_loss: jax.Array
+    count: jax.Array
+    last_step: jax.Array  # -1 before the first
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class TrainState:
+    """What the loop carries from step to step (a pytree: every field is traced)."""
+
+    trainable: dict  # the layers gradient descent updates
+    opt_state: optax.OptState
+    anchor: dict | None  # the trainable layers at step measure.displacement_from (if tracked)
+    sharpness_vector: jax.Array | None  # warm start of the next power iteration (if tracked)
+    increases: Increases | None  # (if tracked)
+    alive: jax.Array  # bool: not diverged
+    diverged_step: jax.Array  # int32: first step whose loss was non-finite or above the bound; -1 if none
+
+    replace = dataclasses.replace
+
+
+def measure(cfg: Config, run: Science, s: metrics.Snapshot) -> dict[str, jax.Array]:
+    """Every metric the spec asks for, cast to the run's dtype. Costly ones declared
+    `at_ntk_steps` are computed only at the logged steps measure.ntk_steps (all if empty)."""
+    values = {}
+    chosen = cfg.measure.ntk_steps
+    for name, metric in run.metrics.items():
+        component = registry.get("metric", name)
+
+        def value(metric=metric, component=component):
+            computed = jnp.asarray(metric(s))
+            if computed.shape != ():  # found while tracing, before anything compiles
+                raise SpecError(f"metrics: '{component.name}' ({component.origin}) returned an array of shape "
+                                f"{computed.shape}; a metric returns a scalar")
+            return computed.astype(cfg.dtype)
+
+        if component.declared("at_ntk_steps") and chosen:
+            # The step is the same for every run of a chunk, so this stays a real branch under vmap.
+            skip = lambda: jnp.full((), jnp.nan, cfg.dtype)
+            values[name] = jax.lax.cond(jnp.isin(s.step, jnp.asarray(chosen)), value, skip)
+        else:
+            values[name] = value()
+    return values
+
+
+def train_run(static: Static, hyper: dict, seed):
+    """One run: returns its metrics at every logged step ({name: (n_logs,)}; NaN from
+    the divergence on) and its diverged_step (-1 if it never diverged)."""
+    cfg = Config(static, hyper)
+    run = science(cfg)
+    start = setup(cfg, seed)
+    data, params = start.data, start.params
+    trainable, frozen = models.split(params, run.trained)
+    optimizer = optim.descent(run.step_size, lr_scales={"W": cfg.optimizer.lr_scale_W, "a": cfg.optimizer.lr_scale_a,
+                                                        "b": cfg.optimizer.lr_scale_b})
+    batch = partial(optim.BATCHES[cfg.optimizer.name], sample_fresh=lambda key, n: sample_fresh(key, n),
+                    batch_size=cfg.optimizer.batch_size, sampling=cfg.optimizer.sampling)
+
+    def sample_fresh(key, n):
+        """n fresh samples of the run's data set (its teacher), from `key`."""
+        return rng.draw(key, lambda draws: run.source.fresh(draws, n, start.teacher), cfg.dtype)
+
+    def loss(trainable, X, y):
+        return run.loss_of({**frozen, **trainable}, X, y)
+
+    def check_divergence(state, value, step):
+        bad = losses.diverged(value, bound=cfg.engine.divergence_bound)
+        first = state.alive & bad
+        return state.replace(
+            alive=state.alive & ~bad,
+            diverged_step=jnp.where(first, step, state.diverged_step),
+        )
+
+    def set_anchor(state, step):
+        if state.anchor is None:
+            return state
+        at_anchor = step == cfg.measure.displacement_from
+        return state.replace(anchor=jax.tree.map(lambda p, a: jnp.where(at_anchor, p, a), state.trainable, state.anchor))
+
+    def count_increase(state, value, step):
+        if state.increases is None:
+            return state
+        previous, count, last = state.increases
+        up = state.alive & (value > previous)
+        return state.replace(increases=Increases(value, count + up, jnp.where(up, step, last)))
+
+    def constrain(trainable):
+        if "W" not in trainable:
+            return trainable
+        return {**trainable, "W": run.constrain(trainable["W"], params["W"])}
+
+    def gd_step(step, state):
+        state = set_anchor(state, step)
+        X, y = batch(start.batches_key, step, data)
+        value, grads = jax.value_and_grad(loss)(state.trainable, X, y)
+        state = count_increase(check_divergence(state, value, step), value, step)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.trainable)
+        # A diverged run stays frozen where it diverged.
+        keep_if_dead = lambda new, old: jnp.where(state.alive, new, old)
+        return state.replace(
+            trainable=jax.tree.map(keep_if_dead, constrain(optax.apply_updates(state.trainable, updates)), state.trainable),
+            opt_state=jax.tree.map(keep_if_dead, opt_state, state.opt_state),
+        )
+
+    def track(state):
+        """Sharpness (warm-started power iteration) and loss increases, for the metrics."""
+        tracked = {}
+        if state.sharpness_vector is not None:
+            full_loss = lambda t: loss(t, data.X_train, data.y_train)
+            top, vector = hessian.top_eigenpair(full_loss, state.trainable, state.sharpness_vector,
+                                                cfg.measure.sharpness_iterations)
+            state = state.replace(sharpness_vector=vector)
+            tracked["sharpness"] = top
+        if state.increases is not None:
+            tracked["loss_increases"] = state.increases.count
+            tracked["last_increase_step"] = state.increases.last_step
+        return state, tracked
+
+    def log(state, step):
+        state = set_anchor(state, step)
+        state, tracked = track(state)
+        snapshot = metrics.Snapshot(
+            params={**frozen, **state.trainable}, initial=params, anchor=state.anchor, data=data,
+            teacher=start.teacher, step=step, key=jax.random.fold_in(start.metrics_key, step), tracked=tracked,
+            predict=run.network, loss=run.loss_of, trained=run.trained, lr=run.step_size(step),
+            sample_fresh=sample_fresh, cfg=cfg)
+        values = measure(cfg, run, snapshot)
+        state = check_divergence(state, loss(state.trainable, data.X_train, data.y_train), step)
+        return state, {k: jnp.where(state.alive, v, jnp.nan) for k, v in values.items()}
+
+    # Log at each logged step, then take the gradient steps up to the next one (none
+    # after the last). One copy of the step and of the metrics in the program.
+    steps = logged_steps(cfg.steps, cfg.log_every)
+    next_steps = np.append(steps[1:], steps[-1])
+
+    def log_then_advance(state, interval):
+        step, next_step = interval
+        state, values = log(state, step)
+        return jax.lax.fori_loop(step, next_step, gd_step, state), values
+
+    state = TrainState(
+        trainable=trainable,
+        opt_state=optimizer.init(trainable),
+        anchor=trainable if "displacement" in cfg.metrics else None,
+        sharpness_vector=start.sharpness_start,
+        increases=Increases(jnp.array(jnp.inf, cfg.dtype), jnp.array(0, jnp.int32), jnp.array(-1, jnp.int32))
+        if "increases" in run.tracks else None,
+        alive=jnp.array(True),
+        diverged_step=jnp.array(-1, jnp.int32),
+    )
+    intervals = (jnp.asarray(steps, jnp.int32), jnp.asarray(next_steps, jnp.int32))
+    state, history = jax.lax.scan(log_then_advance, state, intervals)
+    return history, state.diverged_step

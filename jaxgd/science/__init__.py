@@ -1,0 +1,1 @@
+"""The science pieces a user extends: the registry of components and the built-in activations, constraints (models), data sets (data, given), losses, schedules and batches (optim), metrics, the Hessian's top eigenpair and a run's randomness (rng)."""
