@@ -17,7 +17,9 @@ ROOT = Path(__file__).resolve().parents[1]
 # a small sweep that also draws a figure (matplotlib is a runtime dependency too)
 SPEC = {**sweep(), "plot": {"phase_diagram": [{"x": "width", "y": "lr", "value": "final_train_loss"}]}}
 IMPORT_EVERY_MODULE = ("import importlib, pkgutil, jaxgd\n"
-                       "for m in pkgutil.iter_modules(jaxgd.__path__): importlib.import_module(f'jaxgd.{m.name}')\n"
+                       "for m in pkgutil.walk_packages(jaxgd.__path__, 'jaxgd.'):\n"
+                       "    if not m.name.endswith('__main__'):  # that one runs the command line\n"
+                       "        importlib.import_module(m.name)\n"
                        "print(jaxgd.__file__)")
 
 
