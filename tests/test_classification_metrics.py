@@ -10,8 +10,14 @@ import jaxgd
 from conftest import make_spec
 
 
+def jaxgd_root():
+    from pathlib import Path
+
+    return Path(__file__).resolve().parents[1]
+
+
 def test_sharpness_matches_the_dense_hessian():
-    spec = make_spec(seeds=2, steps=1, log_every=1, dtype="float64", metrics=["sharpness", "lr_sharpness"],
+    spec = make_spec(seeds=2, steps=1, log_every=1, dtype="float64", metrics=["sharpness", "lr_sharpness", "hessian_max_abs_eig"],
                      model={"width": 5, "activation": "tanh", "bias": True, "b_scale": 0.5},
                      optimizer={"lr": 0.3}, measure={"sharpness_iterations": 100})
     history = jaxgd.run(spec, progress=False).history
@@ -28,10 +34,25 @@ def test_sharpness_matches_the_dense_hessian():
             p = run["params"]
             flat = jnp.concatenate([p["W"].ravel(), p["a"], p["b"]])
             eigenvalues = np.linalg.eigvalsh(np.asarray(jax.hessian(loss)(flat)))
-        top = eigenvalues[np.argmax(np.abs(eigenvalues))]
         row = history[(history.run_id == run_id) & (history.step == 0)].iloc[0]
-        assert row.sharpness == pytest.approx(top, rel=0.01)
+        assert row.sharpness == pytest.approx(eigenvalues[-1], rel=0.01)
+        assert row.hessian_max_abs_eig == pytest.approx(eigenvalues[np.argmax(np.abs(eigenvalues))], rel=0.01)
         assert row.lr_sharpness == pytest.approx(0.3 * row.sharpness)
+
+
+@pytest.mark.parametrize("diagonal, extreme, top", [([-5.0, 2.0, 1.0], -5.0, 2.0), ([3.0, -1.0, 0.5], 3.0, 3.0),
+                                                    ([-4.0, -1.0, -2.0], -4.0, -1.0)])
+def test_top_and_largest_magnitude_eigenvalues_are_told_apart(diagonal, extreme, top):
+    """The top (largest algebraic) eigenvalue is found also where a negative one is larger in magnitude."""
+    from jaxgd.science import hessian
+
+    with jax.enable_x64(True):
+        A = jnp.diag(jnp.array(diagonal))
+        start = jnp.ones(3)
+        (found_extreme, _), (found_top, _) = hessian.eigenpairs(lambda x: 0.5 * x @ A @ x, jnp.zeros(3),
+                                                                (start, start), iterations=200)
+    assert float(found_extreme) == pytest.approx(extreme, rel=1e-6)
+    assert float(found_top) == pytest.approx(top, rel=1e-6)
 
 
 PHASE_RETRIEVAL = dict(
@@ -86,6 +107,41 @@ def test_constraints_hold_after_every_step(constraint):
         np.testing.assert_allclose(history.rotation, 1.0, atol=1e-6)  # directions frozen
         assert history.row_norm_max.nunique() > 1  # norms do move
         assert history.train_loss.iloc[-1] < history.train_loss.iloc[0]
+
+
+def test_norm_only_keeps_every_direction_over_thousands_of_large_steps():
+    """The paper-3 regime that "can not rotate": with the second layer fixed, 2-sparse
+    parity, width 256 and lr 16 for 4000 steps, every row keeps its initial direction
+    (cosine 1, or zero length); before r_j >= 0 was kept, a quarter of the rows turned
+    around and the mean cosine fell to about 0.5."""
+    import tomllib
+
+    spec = tomllib.loads((jaxgd_root() / "sweeps" / "low_rotation.toml").read_text())
+    del spec["plot"]  # its figures select axes this test does not sweep
+    history = jaxgd.run(spec, progress=False, overrides={
+        "model.width": 256, "data.n": 64, "model.constraint": "norm_only", "optimizer.lr": 16.0,
+        "steps": 4000, "log_every": 500, "seeds": 1, "metrics": ["rotation", "row_norm_min", "row_norm_max"]}).history
+    np.testing.assert_allclose(history.rotation, 1.0, atol=1e-5)
+    assert (history.row_norm_min >= 0).all() and history.row_norm_max.nunique() > 1
+
+
+def test_rotation_leaves_out_rows_of_zero_length():
+    from jaxgd.science import metrics
+
+    W0 = jnp.array([[1.0, 0.0], [0.0, 2.0], [1.0, 1.0]])
+    W = jnp.array([[2.0, 0.0], [0.0, 0.0], [1.0, -1.0]])  # the same direction, zero length, a right angle
+    snapshot = metrics.Snapshot(*[None] * len(metrics.Snapshot._fields))._replace(params={"W": W}, initial={"W": W0})
+    assert float(metrics.rotation(snapshot)) == pytest.approx(0.5)
+
+
+def test_float32_and_float64_runs_of_a_seed_start_from_the_same_data_and_parameters():
+    single = jaxgd.materialize(make_spec(model={"bias": True, "b_scale": 0.5}), 1)
+    double = jaxgd.materialize(make_spec(model={"bias": True, "b_scale": 0.5}, dtype="float64"), 1)
+    for name in ("X_train", "y_train", "X_test", "y_test"):
+        assert double[name].dtype == np.float64
+        np.testing.assert_allclose(double[name], single[name], rtol=1e-6, atol=1e-7)
+    for name, values in single["params"].items():
+        np.testing.assert_allclose(double["params"][name], values, rtol=1e-6, atol=1e-7)
 
 
 def test_margin_and_rotation_formulas():

@@ -25,7 +25,7 @@ class Science(NamedTuple):
     constrain: Callable  # (W, W0) -> W after a step
     trained: tuple[str, ...]  # the layers gradient descent updates
     metrics: dict[str, Callable]  # name -> metric(snapshot)
-    tracks: frozenset  # what the loop tracks step by step for the metrics: "sharpness", "increases"
+    tracks: frozenset  # what the loop tracks step by step for the metrics: "hessian", "increases"
 
     def loss_of(self, params, X, y):
         return self.loss(self.network(params, X), y)

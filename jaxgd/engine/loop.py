@@ -31,7 +31,7 @@ class RunSetup(NamedTuple):
     params: dict  # initial parameters, every layer
     batches_key: jax.Array
     metrics_key: jax.Array
-    sharpness_start: jax.Array | None  # start of the power iteration, where sharpness is tracked
+    hessian_start: tuple | None  # starts of the two power iterations, where Hessian eigenvalues are tracked
 
 
 def setup(cfg: Config, seed) -> RunSetup:
@@ -46,7 +46,8 @@ def setup(cfg: Config, seed) -> RunSetup:
                              a_init=cfg.model.a_init, a_scale=cfg.model.a_scale, bias=cfg.model.bias,
                              b_scale=cfg.model.b_scale, constrain=run.constrain, dtype=cfg.dtype)
         n_trained = sum(p.size for p in models.split(params, run.trained)[0].values())
-        start = draws.normal((n_trained,)) if "sharpness" in run.tracks else None
+        # the second vector drawn after the first, so the first is that of earlier versions
+        start = (draws.normal((n_trained,)), draws.normal((n_trained,))) if "hessian" in run.tracks else None
         return data, teacher, params, start
 
     data, teacher, params, start = rng.draw(draws_key, build, cfg.dtype)
@@ -69,7 +70,7 @@ class TrainState:
     trainable: dict  # the layers gradient descent updates
     opt_state: optax.OptState
     anchor: dict | None  # the trainable layers at step measure.displacement_from (if tracked)
-    sharpness_vector: jax.Array | None  # warm start of the next power iteration (if tracked)
+    hessian_vectors: tuple | None  # warm starts of the next power iterations (if tracked)
     increases: Increases | None  # (if tracked)
     alive: jax.Array  # bool: not diverged
     diverged_step: jax.Array  # int32: first step whose loss was non-finite or above the bound; -1 if none
@@ -161,14 +162,14 @@ def train_run(static: Static, hyper: dict, seed):
         )
 
     def track(state):
-        """Sharpness (warm-started power iteration) and loss increases, for the metrics."""
+        """Hessian eigenvalues (warm-started power iterations) and loss increases, for the metrics."""
         tracked = {}
-        if state.sharpness_vector is not None:
+        if state.hessian_vectors is not None:
             full_loss = lambda t: loss(t, data.X_train, data.y_train)
-            top, vector = hessian.top_eigenpair(full_loss, state.trainable, state.sharpness_vector,
-                                                cfg.measure.sharpness_iterations)
-            state = state.replace(sharpness_vector=vector)
-            tracked["sharpness"] = top
+            (extreme, v), (top, u) = hessian.eigenpairs(full_loss, state.trainable, state.hessian_vectors,
+                                                        cfg.measure.sharpness_iterations)
+            state = state.replace(hessian_vectors=(v, u))
+            tracked.update(hessian_extreme=extreme, hessian_top=top)
         if state.increases is not None:
             tracked["loss_increases"] = state.increases.count
             tracked["last_increase_step"] = state.increases.last_step
@@ -200,7 +201,7 @@ def train_run(static: Static, hyper: dict, seed):
         trainable=trainable,
         opt_state=optimizer.init(trainable),
         anchor=trainable if "displacement" in cfg.metrics else None,
-        sharpness_vector=start.sharpness_start,
+        hessian_vectors=start.hessian_start,
         increases=Increases(jnp.array(jnp.inf, cfg.dtype), jnp.array(0, jnp.int32), jnp.array(-1, jnp.int32))
         if "increases" in run.tracks else None,
         alive=jnp.array(True),

@@ -24,7 +24,7 @@ class Snapshot(NamedTuple):
     teacher: Any  # the data set's teacher (None where there is none)
     step: jax.Array
     key: jax.Array  # for Monte Carlo metrics: a key of this run and step
-    tracked: dict  # "sharpness", "loss_increases", "last_increase_step" where tracked
+    tracked: dict  # "hessian_top", "hessian_extreme", "loss_increases", "last_increase_step" where tracked
     predict: Network  # f(params, X) -> (n,)
     loss: Callable  # the training loss (params, X, y) -> scalar
     trained: tuple  # names of the trained layers
@@ -194,9 +194,13 @@ def movement_sqrt_m(s):
 
 @metric("rotation")
 def rotation(s):
-    """Mean over units of the cosine between w_j(t) and w_j(0)."""
+    """Mean over units of the cosine between w_j(t) and w_j(0); a row of zero length has
+    no direction and is left out (NaN if every row is)."""
     W, W0 = s.params["W"], s.initial["W"]
-    return jnp.mean(jnp.sum(W * W0, axis=1) / (jnp.linalg.norm(W, axis=1) * jnp.linalg.norm(W0, axis=1)))
+    lengths = jnp.linalg.norm(W, axis=1) * jnp.linalg.norm(W0, axis=1)
+    has_direction = lengths > 0
+    cosines = jnp.sum(W * W0, axis=1) / jnp.where(has_direction, lengths, 1.0)
+    return jnp.sum(jnp.where(has_direction, cosines, 0.0)) / jnp.sum(has_direction)
 
 
 def _row_norms(s):
@@ -288,18 +292,29 @@ def online_time(s):
     return s.step * s.cfg.optimizer.lr / (m * d)
 
 
-@metric("sharpness", tracks="sharpness", minimum={"sharpness_iterations": 1})
+HESSIAN = {"tracks": "hessian", "minimum": {"sharpness_iterations": 1}}
+
+
+@metric("sharpness", **HESSIAN)
 def sharpness(s, *, sharpness_iterations: int = 20):
-    """The eigenvalue of largest magnitude of the training-loss Hessian (power iteration,
-    warm-started from the previous logged step).
-    sharpness_iterations: power iterations per logged step for `sharpness`, warm-started from the last logged step"""
-    return s.tracked["sharpness"]
+    """The top (largest algebraic) eigenvalue of the training-loss Hessian, by power
+    iteration warm-started from the previous logged step (shifted by the smallest
+    eigenvalue where that one is larger in magnitude).
+    sharpness_iterations: power iterations per logged step for `sharpness`, `lr_sharpness` and `hessian_max_abs_eig`, warm-started from the last logged step"""
+    return s.tracked["hessian_top"]
 
 
-@metric("lr_sharpness", tracks="sharpness", minimum={"sharpness_iterations": 1})
+@metric("lr_sharpness", **HESSIAN)
 def lr_sharpness(s, *, sharpness_iterations: int = 20):
-    """lr_t times the sharpness (2 at the edge of stability)."""
-    return s.lr * s.tracked["sharpness"]
+    """lr_t times the sharpness (the top eigenvalue): 2 at the edge of stability."""
+    return s.lr * s.tracked["hessian_top"]
+
+
+@metric("hessian_max_abs_eig", **HESSIAN)
+def hessian_max_abs_eig(s, *, sharpness_iterations: int = 20):
+    """The eigenvalue of largest magnitude of the training-loss Hessian (negative where
+    the most negative eigenvalue outweighs the top one)."""
+    return s.tracked["hessian_extreme"]
 
 
 @metric("loss_increases", tracks="increases")

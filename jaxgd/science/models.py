@@ -101,9 +101,10 @@ def spherical(W, W0, *, row_norm: float = 0.0):
 
 @constraint("norm_only")
 def norm_only(W, W0):
-    """w_j = r_j v_j with the direction v_j frozen at initialization: projecting a
-    gradient step onto v_j is exactly a gradient step on r_j."""
-    return jnp.sum(W * _unit_rows(W0), axis=1, keepdims=True) * _unit_rows(W0)
+    """w_j = r_j v_j, r_j >= 0, with the direction v_j frozen at initialization: the
+    projection onto the ray of v_j, i.e. a projected gradient step on r_j >= 0 (a row
+    whose r_j would turn negative stops at zero length instead of turning around)."""
+    return jnp.maximum(jnp.sum(W * _unit_rows(W0), axis=1, keepdims=True), 0.0) * _unit_rows(W0)
 
 
 # --- the network ----------------------------------------------------------------------

@@ -86,7 +86,7 @@ KINDS = {
         "teacher_direction": False,  # needs a data set whose teacher is one direction w*
         "one_dimensional": False,  # needs data.d = 1
         "fresh_samples": False,  # draws fresh samples from a generated data set
-        "tracks": None,  # what the training loop must track for it: "sharpness" or "increases"
+        "tracks": None,  # what the training loop must track for it: "hessian" (eigenvalues) or "increases"
         "at_ntk_steps": False,  # costly: computed only at the logged steps measure.ntk_steps
         "requires": None,  # (cfg) -> a message where the run's settings do not allow it, else None
     }),
