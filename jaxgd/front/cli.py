@@ -6,7 +6,7 @@
   jaxgd plot DIR [phase] --x KEY --y KEY --value COLUMN [--reduce median] [--select key=value ...]
   jaxgd plot DIR curves --metric METRIC [--hue KEY] [--x step|METRIC] [--select key=value ...]
   jaxgd plot DIR lines --x KEY --y COLUMN [COLUMN ...] [--hue KEY] [--reduce median] [--select key=value ...]
-  jaxgd settings [PREFIX]
+  jaxgd settings [PREFIX] [--plugins FILE ...]
 Errors a user can cause end as one line `jaxgd: error: ...` (exit status 2); `jaxgd --debug ...`
 shows the traceback instead."""
 
@@ -128,8 +128,10 @@ def _plot(args) -> None:
 
 
 def _settings(args) -> None:
+    from jaxgd.sweep import plugins
     from jaxgd.sweep.spec import settings_table, written
 
+    plugins.load(args.plugins)
     rows = settings_table(args.prefix)
     if not rows:
         raise ValueError(f"no setting, metric or data set starts with {args.prefix!r}; `jaxgd settings` lists them all")
@@ -226,6 +228,8 @@ def parser() -> argparse.ArgumentParser:
         description="Every setting of a spec (key, type, traced or static, default, meaning, allowed values), "
                     "every metric and every data set.")
     settings.add_argument("prefix", nargs="?", default="", help="only the keys starting with it, e.g. optimizer.")
+    settings.add_argument("--plugins", nargs="+", default=[], metavar="FILE",
+                          help="also the components and settings these plugin files (or modules) register")
     settings.set_defaults(handler=_settings)
     return top
 
