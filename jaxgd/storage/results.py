@@ -8,15 +8,17 @@ import json
 import os
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import tomli_w
 
-from jaxgd.sweep import plan as planning
 from jaxgd.engine.outputs import Outputs
-from jaxgd.sweep.plan import Plan
-from jaxgd.storage.store import IncompleteError, Store
+from jaxgd.errors import IncompleteError
+
+if TYPE_CHECKING:  # reading finished tables imports no JAX: the plan is needed only to assemble parts
+    from jaxgd.sweep.plan import Plan
 
 HISTORY_FILE, SUMMARY_FILE, SPEC_FILE, STATS_FILE = (
     "history.parquet", "summary.parquet", "spec.toml", "stats.json",
@@ -127,6 +129,9 @@ class Results:
     @classmethod
     def finished_so_far(cls, out) -> "Results":
         """The finished runs of the sweep in `out`, from its parts (see Results.load)."""
+        from jaxgd.storage.store import Store
+        from jaxgd.sweep import plan as planning
+
         store = Store(out)
         plan = planning.make(store.saved_spec())
         scan = store.scan(plan)
@@ -138,6 +143,29 @@ class Results:
         results.summary = results.summary[results.summary.run_id.isin(finished)].reset_index(drop=True)
         results.stats["runs_missing"] = plan.n_runs - scan.n_finished
         return results
+
+    @property
+    def swept(self) -> list[str]:
+        """The swept settings' columns (those between `seed` and `diverged` in the summary)."""
+        columns = list(self.summary.columns)
+        return columns[columns.index("seed") + 1 : columns.index("diverged")]
+
+    def to_xarray(self, table: str = "history"):
+        """The history (or the summary) as an xarray Dataset whose coordinates are the seed,
+        the swept settings (and the step), so `.sel(lr=0.01, method="nearest")` works;
+        write it with `.to_netcdf(path)` or `.to_zarr(path)`. Needs the optional extra
+        `pip install 'jaxgd[xarray]'`."""
+        try:
+            import xarray  # noqa: F401 - pandas' to_xarray needs it
+        except ImportError:
+            raise ImportError("Results.to_xarray needs xarray: pip install 'jaxgd[xarray]'") from None
+        if table not in ("history", "summary"):
+            raise ValueError(f"table: got {table!r}; expected 'history' or 'summary'")
+        frame = self.history if table == "history" else self.summary
+        dims = ["seed", *self.swept] + (["step"] if table == "history" else [])
+        # nullable integer columns (diverged_step, ...) become floats with NaN for <NA>
+        nullable = {c: "float64" for c, t in frame.dtypes.items() if isinstance(t, pd.api.extensions.ExtensionDtype)}
+        return frame.astype(nullable).set_index(dims).to_xarray()
 
     def closing_line(self) -> str:
         s = self.stats

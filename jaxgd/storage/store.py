@@ -31,15 +31,12 @@ from pathlib import Path
 import numpy as np
 import tomli_w
 
+from jaxgd.errors import IncompleteError
 from jaxgd.sweep import spec as specs
 from jaxgd.engine.outputs import Outputs
 from jaxgd.sweep.plan import Plan
 
 PARTS, SPEC_FILE = "parts", "spec.toml"
-
-
-class IncompleteError(ValueError):
-    """The folder does not hold every run of its sweep (yet)."""
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
