@@ -13,7 +13,7 @@ import pytest
 
 import jaxgd
 from jaxgd.front import cli
-from jaxgd.storage import store as storage
+from jaxgd.storage import files, store as storage
 
 from scale_helpers import TIMEOUT, assert_same_results, child_env, jaxgd_cli, sweep, write_spec
 
@@ -53,6 +53,13 @@ def manifest_entries(out) -> list[dict]:
             return None
     lines = [line for p in (out / "parts").glob("manifest-*.jsonl") for line in p.read_text().splitlines()]
     return [e for e in map(entry, lines) if e]
+
+
+def dead_pid() -> int:
+    """The pid of a process of this host that has ended."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
 
 
 def manifest_lines(out) -> int:
@@ -123,7 +130,8 @@ def test_damaged_parts_are_detected_and_redone(tmp_path, reference):
     data[len(data) // 2] ^= 0xFF  # one damaged byte
     flipped.write_bytes(bytes(data))
     deleted.unlink()
-    (out / "parts" / ".r000000000-n2-0123456789.npz.123-abcd.tmp").write_bytes(b"PK\x03\x04 half written")
+    left = out / "parts" / f".r000000000-n2-0123456789.npz~{files.HOST}~{dead_pid()}~abcd.tmp"  # by a crashed run
+    left.write_bytes(b"PK\x03\x04 half written")
     with open(next((out / "parts").glob("manifest-*.jsonl")), "a") as f:
         f.write('{"part": "r0000000')  # a manifest line cut short
     (out / "history.parquet").unlink()

@@ -4,6 +4,7 @@ and parameters."""
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 
@@ -20,14 +21,15 @@ from jaxgd.engine import host
 
 from jaxgd.front import plot
 
-from jaxgd.storage import shares
+from jaxgd.storage import files, shares
 from jaxgd.sweep import plan as planning
 from jaxgd.sweep import spec as specs
 from jaxgd.storage.results import Results
-from jaxgd.storage.store import Store, report_damaged
+from jaxgd.storage.store import Store, load_saved, report_damaged
 
 
-def run(spec, *, overrides=None, out=None, progress=True, compile_cache_dir=None, plots=True) -> Results:
+def run(spec, *, overrides=None, out=None, progress=True, compile_cache_dir=None, plots=True,
+        recompute=False) -> Results:
     """Run every run of `spec` (a TOML path or a dict), overridden by `overrides`
     ({dotted key: value} or ['key=value', ...]).
 
@@ -37,7 +39,10 @@ def run(spec, *, overrides=None, out=None, progress=True, compile_cache_dir=None
     again runs only what is missing (a different sweep is refused with a SpecError); at
     the end the tables, the resolved spec and (with `plots`) the figures of the spec's
     [plot] table are written there. Under `jax.distributed` each process runs its share
-    of the sweep and `out` must be a folder every process sees.
+    of the sweep and `out` must be a folder every process sees. Parts of `out` computed
+    from other inputs (settings, code, plugins, data: their fingerprint) are refused with
+    a SpecError naming what differs, or with `recompute` run again. One independent sweep
+    writes a folder at a time (another one's is refused, naming its host and pid).
     `compile_cache_dir`: JAX's persistent compilation cache (None: the default, see
     `jaxgd.storage.compile_cache`; "off": none)."""
     host.use_all_cores()
@@ -46,19 +51,30 @@ def run(spec, *, overrides=None, out=None, progress=True, compile_cache_dir=None
     index, count = distributed.process()
     if count > 1 and out is None:
         raise ValueError(f"running as {count} processes (jax.distributed): give out=, a folder every process sees")
+    if out is not None and plots:  # before any run: a figure may not leave the folder
+        for entries in resolved.plot.values():
+            for entry in entries:
+                files.inside(Path(out), entry["file"])
     plan = planning.make(resolved)
     if out is None:
         results = Results.from_outputs(plan, engine.execute(plan, progress=progress))
     else:
-        results = _run_into(Path(out), resolved, plan, progress, index, count, plots)
+        results = _run_into(Path(out), resolved, plan, progress, index, count, plots, recompute)
     if progress:
         print(results.closing_line(), file=sys.stderr)
     return results
 
 
-def _run_into(out: Path, resolved, plan, progress, index, count, plots) -> Results:
+def _run_into(out: Path, resolved, plan, progress, index, count, plots, recompute) -> Results:
     store = Store.open(out, resolved)
+    # the processes of one jax.distributed run cooperate: process 0 holds the lock for them
+    with store.lock() if index == 0 else contextlib.nullcontext():
+        return _run_locked(store, out, resolved, plan, progress, index, count, plots, recompute)
+
+
+def _run_locked(store, out, resolved, plan, progress, index, count, plots, recompute) -> Results:
     before = store.scan(plan)
+    store.refuse_foreign(before, recompute)
     if index == 0:
         report_damaged(before)
     mine = shares.share(plan, index, count)
@@ -81,9 +97,7 @@ def _run_into(out: Path, resolved, plan, progress, index, count, plots) -> Resul
 
 def resume(out, *, overrides=None, progress=True, compile_cache_dir=None, plots=True) -> Results:
     """Finish the sweep saved in `out` (its spec.toml), running only what is missing."""
-    spec = Store(out).saved_spec()
-    if spec is None:
-        raise FileNotFoundError(f"{Path(out) / 'spec.toml'} not found: nothing to resume in {out}")
+    spec = load_saved(out, f"nothing to resume in {out}")
     return run(spec, overrides=overrides, out=out, progress=progress, compile_cache_dir=compile_cache_dir, plots=plots)
 
 
@@ -91,18 +105,18 @@ def collect(out, *, progress=True, plots=True) -> Results:
     """Assemble the tables and figures of `out` from its parts (written by processes or
     Slurm tasks); an IncompleteError (a ValueError) says how many runs are missing."""
     store = Store(out)
-    spec = store.saved_spec()
-    if spec is None:
-        raise FileNotFoundError(f"{Path(out) / 'spec.toml'} not found: is {out} the --out folder of a `jaxgd run`?")
+    spec = load_saved(out, f"is {out} the --out folder of a `jaxgd run`?")
     plan = planning.make(spec)
-    scan = store.scan(plan)
-    if progress:
-        report_damaged(scan)
-    results = Results.from_outputs(plan, store.assemble(plan, scan))
-    results.save(out)
-    if plots:
-        plot.save_figures(results, spec.plot, out)
-    store.tidy(scan)
+    with store.lock():
+        scan = store.scan(plan)
+        store.refuse_foreign(scan)
+        if progress:
+            report_damaged(scan)
+        results = Results.from_outputs(plan, store.assemble(plan, scan))
+        results.save(out)
+        if plots:
+            plot.save_figures(results, spec.plot, out)
+        store.tidy(scan)
     if progress:
         print(f"jaxgd: collected {plan.n_runs:,} runs from {len(scan.parts):,} parts into {out}", file=sys.stderr)
     return results

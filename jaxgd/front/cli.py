@@ -1,5 +1,5 @@
 """Command line:
-  jaxgd run SPEC.toml --out DIR [--set key=value ...] [--no-plots] [--resume] [--compile-cache DIR|off]
+  jaxgd run SPEC.toml --out DIR [--set key=value ...] [--no-plots] [--resume [--recompute]] [--compile-cache DIR|off]
                       [--distributed] [--slurm TASKS [--slurm-param key=value ...] [--slurm-wait]]
   jaxgd run --resume --out DIR
   jaxgd collect DIR
@@ -28,16 +28,16 @@ PLOT_KINDS = {"phase": "phase_diagram", "curves": "curves", "lines": "lines"}
 
 
 def _spec_for(args):
-    """The spec to run: SPEC, or with --resume and no SPEC the one saved in --out."""
+    """The spec to run: SPEC (with --resume too: a folder with nothing yet starts it), or
+    with --resume and no SPEC the one saved in --out."""
     from jaxgd.sweep.spec import SpecError
-    from jaxgd.storage.store import Store
+    from jaxgd.storage.store import load_saved
 
-    saved = Store(args.out).saved_spec() if args.resume else None
-    if args.resume and saved is None:
-        raise FileNotFoundError(f"{Path(args.out) / 'spec.toml'} not found: nothing to resume in {args.out}")
-    if args.spec is None and saved is None:
+    if args.spec is not None:
+        return args.spec
+    if not args.resume:
         raise SpecError("jaxgd run: give a SPEC, or --resume to finish the sweep saved in --out")
-    return args.spec if args.spec is not None else saved
+    return load_saved(args.out, f"nothing to resume in {args.out}")
 
 
 def _run(args) -> None:
@@ -52,7 +52,7 @@ def _run(args) -> None:
         return _submit(args, spec)
     try:
         api.run(spec, overrides=args.set, out=args.out, progress=not args.quiet, compile_cache_dir=args.compile_cache,
-                plots=not args.no_plots)
+                plots=not args.no_plots, recompute=args.recompute)
     except KeyboardInterrupt:
         print(f"\njaxgd: interrupted; every finished chunk is saved in {args.out}/parts. "
               f"Finish with: jaxgd run --resume --out {args.out}", file=sys.stderr)
@@ -110,6 +110,7 @@ def _plot_entry(args) -> dict:
 
 def _plot(args) -> None:
     from jaxgd.front import plot
+    from jaxgd.storage import files
     from jaxgd.sweep import spec as specs
     from jaxgd.storage.results import Results
 
@@ -123,7 +124,7 @@ def _plot(args) -> None:
         print(f"jaxgd: {note} (the sweep is unfinished): drawing the finished runs", file=sys.stderr)
         plot.add_note(fig, note)
     out = Path(args.out) if args.out else Path(args.dir) / entry["file"]
-    fig.savefig(out, dpi=120)
+    files.save_figure(fig, out)
     print(f"wrote {out}", file=sys.stderr)
 
 
@@ -175,6 +176,9 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="no progress bar or closing line")
     run.add_argument("--resume", action="store_true",
                      help="finish the sweep saved in --out (SPEC optional; if given it must be the same sweep)")
+    run.add_argument("--recompute", action="store_true",
+                     help="run again the runs whose saved parts were computed from other inputs (an edited spec.toml, "
+                          "other code, plugins or data), setting those parts aside in DIR/parts/superseded")
     run.add_argument("--compile-cache", metavar="DIR|off",
                      help="JAX's persistent compilation cache (default: $JAXGD_COMPILE_CACHE or ~/.cache/jaxgd/xla)")
     group = run.add_argument_group("several processes (jax.distributed)")

@@ -15,6 +15,7 @@ from matplotlib.colors import ListedColormap, LogNorm, Normalize
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
+from jaxgd.storage import files
 from jaxgd.sweep.spec import REDUCERS
 
 DIVERGED_COLOR = "#d62728"
@@ -264,6 +265,6 @@ def save_figures(results, plot_spec: dict, out) -> list[Path]:
             except NotSwept as err:
                 print(f"jaxgd: warning: skipping figure {entry['file']}: {err}", file=sys.stderr)
                 continue
-            paths.append(out / entry["file"])
-            fig.savefig(paths[-1], dpi=120)
+            paths.append(files.inside(out, entry["file"]))
+            files.save_figure(fig, paths[-1])
     return paths

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,6 +15,7 @@ import tomli_w
 
 from jaxgd.engine.outputs import Outputs
 from jaxgd.errors import IncompleteError
+from jaxgd.storage.files import atomic_write
 
 if TYPE_CHECKING:  # reading finished tables imports no JAX: the plan is needed only to assemble parts
     from jaxgd.sweep.plan import Plan
@@ -66,17 +66,6 @@ def escape_steps(steps, values, *, threshold: float, relative: bool) -> pd.array
     return first
 
 
-def _atomic_write(path: Path, write) -> None:
-    """Write through a temporary file of this process and rename, so no half-written
-    file is ever read."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 @dataclasses.dataclass
 class Results:
     history: pd.DataFrame
@@ -96,10 +85,10 @@ class Results:
     def save(self, out) -> Path:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        _atomic_write(out / HISTORY_FILE, lambda p: self.history.to_parquet(p, index=False))
-        _atomic_write(out / SUMMARY_FILE, lambda p: self.summary.to_parquet(p, index=False))
-        _atomic_write(out / SPEC_FILE, lambda p: p.write_text(tomli_w.dumps(self.spec)))
-        _atomic_write(out / STATS_FILE, lambda p: p.write_text(json.dumps(self.stats, indent=2)))
+        atomic_write(out / HISTORY_FILE, lambda p: self.history.to_parquet(p, index=False))
+        atomic_write(out / SUMMARY_FILE, lambda p: self.summary.to_parquet(p, index=False))
+        atomic_write(out / SPEC_FILE, lambda p: p.write_text(tomli_w.dumps(self.spec)))
+        atomic_write(out / STATS_FILE, lambda p: p.write_text(json.dumps(self.stats, indent=2)))
         return out
 
     @classmethod

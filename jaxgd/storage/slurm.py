@@ -9,7 +9,6 @@ and goes on where it stopped)."""
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from jaxgd.storage import compile_cache
 
@@ -20,7 +19,7 @@ from jaxgd.engine import host
 from jaxgd.storage import shares
 from jaxgd.sweep import plan as planning
 from jaxgd.sweep import spec as specs
-from jaxgd.storage.store import Store
+from jaxgd.storage.store import Store, load_saved
 
 CLUSTERS = ("slurm", "local", "debug")
 
@@ -30,13 +29,13 @@ def run_task(out: str, index: int, count: int, compile_cache_dir: str | None = N
     runs already there, saving each chunk as it finishes. Returns its statistics."""
     host.use_all_cores()  # the cores Slurm gave the task (cpus_per_task), on a CPU node
     store = Store(out)
-    spec = store.saved_spec()
-    if spec is None:
-        raise FileNotFoundError(f"{Path(out) / 'spec.toml'} not found")
+    spec = load_saved(out, f"task {index + 1}/{count} has no sweep to run in {out}")
     compile_cache.configure(compile_cache_dir)
     plan = planning.make(spec)
     mine = shares.share(plan, index, count)
-    todo = mine & ~store.scan(plan).finished
+    scan = store.scan(plan)
+    store.refuse_foreign(scan)
+    todo = mine & ~scan.finished
     outputs = engine.execute(shares.restrict(plan, mine), progress=False, todo=todo, on_chunk=store.writer(plan))
     stats = outputs.stats
     print(f"jaxgd task {index + 1}/{count}: ran {stats['runs_done']:,} of its {int(mine.sum()):,} runs "

@@ -2,7 +2,9 @@
 
     DIR/spec.toml                      the resolved spec, written before the first chunk
     DIR/parts/r000000512-<hash>.npz    one finished chunk: run_ids, diverged_step, metrics
-    DIR/parts/manifest-<writer>.jsonl  one line per finished part: name, sha256, size, runs
+    DIR/parts/manifest-<writer>.jsonl  one line per finished part: name, sha256, size, runs, fingerprint
+    DIR/parts/settings-<hash>.json     the settings a fingerprint stands for (to name what differs)
+    DIR/.jaxgd.lock                    the host and pid of the process writing the folder
     DIR/history.parquet, summary.parquet, stats.json, figures: assembled at the end
 
 Every file is written to a temporary name, flushed to disk and renamed, so a crash
@@ -12,6 +14,11 @@ between the two, a truncated or damaged file) is ignored and its runs are run ag
 Each process writes its own manifest, so processes and Slurm tasks never write to the
 same file. A part names its runs itself, so a resumed sweep may be cut into chunks
 differently from the first attempt (halved chunks, another chunk size).
+
+Nothing on disk is trusted: a manifest line that is not a well-formed entry naming a
+plain part name is reported and ignored, and a part whose fingerprint (storage.fingerprint:
+settings, code, plugins, data) is not this sweep's is refused, naming what differs,
+unless the caller asks to recompute its runs.
 """
 
 from __future__ import annotations
@@ -21,8 +28,8 @@ import hashlib
 import io
 import json
 import os
+import re
 import secrets
-import socket
 import sys
 import tempfile
 import time
@@ -34,24 +41,21 @@ import tomli_w
 from jaxgd.errors import IncompleteError
 from jaxgd.sweep import spec as specs
 from jaxgd.engine.outputs import Outputs
+from jaxgd.storage import fingerprint
+from jaxgd.storage.files import HOST, Lock, atomic_write_bytes, left_by_dead_process
 from jaxgd.sweep.plan import Plan
 
 PARTS, SPEC_FILE = "parts", "spec.toml"
+PART_NAME = re.compile(r"r\d{9}-n\d+-[0-9a-f]{10}\.npz")  # what PartWriter names a part: nothing else is read
+ASIDE = {"damaged": "damaged", "foreign": "superseded"}  # where tidy moves parts that do not count
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file of its own (several processes may
-    write the same name), flushed to disk before it is renamed into place."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+def load_saved(out, doing: str) -> specs.Spec:
+    """The spec saved in `out`, or FileNotFoundError saying what could not be done."""
+    spec = Store(out).saved_spec()
+    if spec is None:
+        raise FileNotFoundError(f"{Path(out) / SPEC_FILE} not found: {doing}")
+    return spec
 
 
 def _flat(d: dict, prefix: str = "") -> dict:
@@ -94,6 +98,8 @@ class Scan:
     parts: list[Part]
     finished: np.ndarray  # bool over run_ids
     damaged: dict[str, str]  # part name -> why
+    foreign: dict[str, list[str]] = dataclasses.field(default_factory=dict)  # part -> what differs from this sweep
+    bad_lines: list[str] = dataclasses.field(default_factory=list)  # manifest lines ignored, and why
 
     @property
     def n_finished(self) -> int:
@@ -136,6 +142,9 @@ class Store:
         store.make_writable()
         if old is None or old.to_dict() != spec.to_dict():
             atomic_write_bytes(store.out / SPEC_FILE, tomli_w.dumps(spec.to_dict()).encode())
+        record = store.parts / f"settings-{fingerprint.of(spec)['settings']}.json"
+        if not record.is_file():
+            atomic_write_bytes(record, json.dumps(fingerprint.settings_of(spec), indent=1).encode())
         return store
 
     # -- writing --------------------------------------------------------------------
@@ -153,28 +162,34 @@ class Store:
 
     def writer(self, plan: Plan) -> "PartWriter":
         """A callable `(run_ids, history, diverged_step)` that saves one finished chunk."""
-        return PartWriter(self, plan.logged_steps)
+        return PartWriter(self, plan.logged_steps, fingerprint.of(plan.spec))
 
     # -- reading --------------------------------------------------------------------
-    def manifest(self) -> dict[str, list[dict]]:
-        """Part name -> its manifest entries (a part written twice has two)."""
+    def manifest(self) -> tuple[dict[str, list[dict]], list[str]]:
+        """Part name -> its manifest entries (a part written twice has two), and the lines
+        ignored: cut short by a crash, or not an entry naming a plain part name."""
         entries: dict[str, list[dict]] = {}
+        bad = []
         for path in sorted(self.parts.glob("manifest-*.jsonl")):
-            for line in path.read_text(errors="replace").splitlines():
-                try:
+            lines = path.read_text(errors="replace").splitlines()
+            for number, line in enumerate(lines, 1):
+                why = _bad_entry(line)
+                if why is None:
                     entry = json.loads(line)
                     entries.setdefault(entry["part"], []).append(entry)
-                except (ValueError, KeyError, TypeError):
-                    continue  # a line cut short by a crash
-        return entries
+                elif number < len(lines) or why != "not JSON":  # a last line cut short by a crash is expected
+                    bad.append(f"{path.name} line {number} ({why}): {line[:80]!r}")
+        return entries, bad
 
     def scan(self, plan: Plan) -> Scan:
         """Every recorded part, checked against its manifest entry and the plan."""
         steps = plan.logged_steps
         metrics = set(plan.spec.metrics)
-        parts, damaged = [], {}
+        parts, damaged, foreign = [], {}, {}
         finished = np.zeros(plan.n_runs, bool)
-        for name, entries in sorted(self.manifest().items()):
+        mine = fingerprint.of(plan.spec)
+        manifest, bad_lines = self.manifest()
+        for name, entries in sorted(manifest.items()):
             path = self.parts / name
             if not path.is_file():
                 damaged[name] = "the file is missing"
@@ -197,12 +212,42 @@ class Store:
             except Exception as err:  # noqa: BLE001 - any unreadable part is redone
                 damaged[name] = f"unreadable: {type(err).__name__}"
                 continue
+            theirs = [e.get("fingerprint") for e in entries if e.get("sha256") == digest]
+            if mine not in theirs:  # a part redone under its old name has both fingerprints
+                foreign[name] = self._differences(theirs[-1] if isinstance(theirs[-1], dict) else {}, plan.spec, mine)
+                continue
             if not ok:
                 damaged[name] = "its steps, metrics or runs do not fit this sweep"
                 continue
             parts.append(part)
             finished[part.run_ids] = True
-        return Scan(parts=parts, finished=finished, damaged=damaged)
+        return Scan(parts=parts, finished=finished, damaged=damaged, foreign=foreign, bad_lines=bad_lines)
+
+    def _differences(self, theirs: dict, spec: specs.Spec, mine: dict) -> list[str]:
+        if not theirs:
+            return ["they were written by a jaxgd that recorded no fingerprint"]
+        try:
+            recorded = json.loads((self.parts / f"settings-{theirs.get('settings')}.json").read_text())
+        except (OSError, ValueError):
+            recorded = None
+        return fingerprint.differences(theirs, mine, recorded, fingerprint.settings_of(spec))
+
+    def refuse_foreign(self, scan: Scan, recompute: bool = False) -> None:
+        """SpecError naming what differs if some parts were computed from other inputs (a
+        spec.toml edited by hand, other code, plugins or data); with `recompute`, their
+        runs are counted as not done (they are run again, and the parts set aside)."""
+        if not scan.foreign or recompute:
+            return
+        differences = list(dict.fromkeys(why for whys in scan.foreign.values() for why in whys))
+        raise specs.SpecError(
+            f"{self.out} holds {len(scan.foreign)} part(s) computed from other inputs than this sweep's: "
+            + "; ".join(differences[:8]) + ("; ..." if len(differences) > 8 else "")
+            + f". Refusing to mix them: recompute those runs (`jaxgd run --resume --recompute --out {self.out}`, "
+              f"or recompute=True), or use another --out")
+
+    def lock(self) -> Lock:
+        """The folder's lock (a context manager): one independent sweep writes it at a time."""
+        return Lock(self.out)
 
     def assemble(self, plan: Plan, scan: Scan | None = None, *, missing_ok: bool = False) -> Outputs:
         """Every run's results from the parts; IncompleteError if some are missing, unless
@@ -228,18 +273,38 @@ class Store:
         return Outputs(steps=steps, history=history, diverged_step=diverged_step, stats=stats)
 
     def tidy(self, scan: Scan) -> None:
-        """Once every run is in: move damaged parts aside (to parts/damaged/) and remove
-        temporary files left by crashes. Only when no other process is writing."""
-        if scan.damaged:
-            (self.parts / "damaged").mkdir(exist_ok=True)
-            for name in scan.damaged:
-                if (self.parts / name).is_file():
-                    os.replace(self.parts / name, self.parts / "damaged" / f"{name}.{time.time_ns()}")
+        """Once every run is in: move damaged parts to parts/damaged/ and parts of other
+        inputs (recomputed) to parts/superseded/, and remove temporary files left by dead
+        processes of this host. Part names are plain names inside parts/ (PART_NAME)."""
+        for kind, names in (("damaged", scan.damaged), ("foreign", scan.foreign)):
+            for name in names:
+                if PART_NAME.fullmatch(name) and (self.parts / name).is_file():
+                    (self.parts / ASIDE[kind]).mkdir(exist_ok=True)
+                    os.replace(self.parts / name, self.parts / ASIDE[kind] / f"{name}.{time.time_ns()}")
         for tmp in self.parts.glob(".*.tmp"):
-            tmp.unlink(missing_ok=True)
+            if left_by_dead_process(tmp):
+                tmp.unlink(missing_ok=True)
 
 
-def report_damaged(scan: Scan, file=sys.stderr) -> None:
+def _bad_entry(line: str) -> str | None:
+    """Why a manifest line is not a well-formed entry (None if it is one)."""
+    try:
+        entry = json.loads(line)
+    except ValueError:
+        return "not JSON"
+    if not isinstance(entry, dict):
+        return "not an entry"
+    if not isinstance(entry.get("part"), str) or not PART_NAME.fullmatch(entry["part"]):
+        return "no plain part name"
+    if not isinstance(entry.get("sha256"), str) or not isinstance(entry.get("bytes"), int):
+        return "no sha256 or size"
+    return None
+
+
+def report_damaged(scan: Scan, file=None) -> None:
+    file = file or sys.stderr  # the stream of the moment (a test's capture)
+    for line in scan.bad_lines:
+        print(f"jaxgd: ignoring a manifest line, {line}", file=file)
     for name, why in sorted(scan.damaged.items()):
         print(f"jaxgd: part {name} is damaged, {why}; its runs will be run again", file=file)
 
@@ -258,9 +323,9 @@ def _read_part(name: str, data: bytes) -> Part:
 class PartWriter:
     """Writes one process's parts and its own manifest."""
 
-    def __init__(self, store: Store, steps: np.ndarray):
-        self.store, self.steps = store, steps
-        self.writer = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+    def __init__(self, store: Store, steps: np.ndarray, fingerprint: dict):
+        self.store, self.steps, self.fingerprint = store, steps, fingerprint
+        self.writer = f"{HOST}-{os.getpid()}-{secrets.token_hex(3)}"
         self.manifest = store.parts / f"manifest-{self.writer}.jsonl"
         self.last = time.perf_counter()
 
@@ -278,7 +343,7 @@ class PartWriter:
         entry = {
             "part": name, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data),
             "runs": len(run_ids), "seconds": round(now - self.last, 3), "writer": self.writer,
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "fingerprint": self.fingerprint,
         }
         self.last = now
         with open(self.manifest, "a") as f:

@@ -1,0 +1,136 @@
+"""Files of an --out folder written safely: every file through a temporary name of its
+writer (host and pid in the name, so that tidying removes only the leftovers of dead
+processes) renamed into place, and a lock so that one sweep at a time writes a folder.
+No JAX here: reading and writing tables never imports it."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+import time
+from pathlib import Path
+
+HOST = socket.gethostname()
+LOCK_FILE = ".jaxgd.lock"
+_TMP_SEP = "~"  # .<name>~<host>~<pid>~<random>.tmp
+
+
+def temporary_name(path: Path) -> Path:
+    """A name beside `path` that only this process writes, and that says who wrote it."""
+    return path.with_name(f".{path.name}{_TMP_SEP}{HOST}{_TMP_SEP}{os.getpid()}{_TMP_SEP}{secrets.token_hex(4)}.tmp")
+
+
+def atomic_write(path: Path, write) -> None:
+    """`write(tmp)` a temporary file, flush it to disk and rename it to `path`, so a crash
+    leaves either the whole file or none, and no reader ever sees half of one."""
+    path = Path(path)
+    tmp = temporary_name(path)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    atomic_write(path, lambda tmp: tmp.write_bytes(data))
+
+
+def is_alive(pid: int) -> bool:
+    """Whether process `pid` exists on this host."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def left_by_dead_process(tmp: Path) -> bool:
+    """A temporary file whose writer, on this host, is gone (a file of another host, or of
+    a live process, may still be written and is left alone)."""
+    parts = tmp.name[: -len(".tmp")].split(_TMP_SEP)
+    if len(parts) != 4 or not parts[2].isdigit():
+        return False
+    return parts[1] == HOST and not is_alive(int(parts[2]))
+
+
+class FolderBusy(OSError):
+    """Another live process writes the folder."""
+
+
+class Lock:
+    """`DIR/.jaxgd.lock`, held while one sweep writes DIR: it names the host and pid of its
+    holder. A lock whose holder is gone (same host, dead pid) is stale and taken over."""
+
+    def __init__(self, out: Path):
+        self.path = Path(out) / LOCK_FILE
+        self.held = False
+
+    def holder(self) -> dict | None:
+        try:
+            found = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return None
+        return found if isinstance(found, dict) else None
+
+    def acquire(self) -> "Lock":
+        mine = json.dumps({"host": HOST, "pid": os.getpid(), "since": time.strftime("%Y-%m-%dT%H:%M:%S")})
+        for _ in range(3):  # a stale lock removed, then created anew
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                holder = self.holder()
+                if holder is None or self._stale(holder):
+                    self.path.unlink(missing_ok=True)
+                    continue
+                raise FolderBusy(
+                    f"{self.path.parent} is being written by another jaxgd process (host {holder.get('host')}, "
+                    f"pid {holder.get('pid')}, since {holder.get('since')}); wait for it, or use another --out "
+                    f"(if that process is gone, delete {self.path})") from None
+            with os.fdopen(fd, "w") as f:
+                f.write(mine)
+            self.held = True
+            return self
+        raise FolderBusy(f"could not take the lock {self.path}; another process keeps taking it")
+
+    @staticmethod
+    def _stale(holder: dict) -> bool:
+        pid = holder.get("pid")
+        return holder.get("host") == HOST and isinstance(pid, int) and (pid == os.getpid() or not is_alive(pid))
+
+    def release(self) -> None:
+        if self.held:
+            holder = self.holder()
+            if holder and holder.get("host") == HOST and holder.get("pid") == os.getpid():
+                self.path.unlink(missing_ok=True)
+            self.held = False
+
+    def __enter__(self) -> "Lock":
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def inside(out: Path, name: str) -> Path:
+    """`out / name` for a file a sweep writes into its folder (a figure), or ValueError if
+    `name` would leave the folder (absolute, `..`) or names a missing subfolder."""
+    out = Path(out)
+    path = out / name
+    if Path(name).is_absolute() or ".." in Path(name).parts:
+        raise ValueError(f"plot file {name!r}: figures are written inside the --out folder; give a name relative to it")
+    if not path.parent.is_dir() and path.parent != out:
+        raise ValueError(f"plot file {name!r}: the folder {path.parent} does not exist")
+    return path
+
+
+def save_figure(fig, path: Path) -> None:
+    """A matplotlib figure written atomically, in the format its file name says."""
+    path = Path(path)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format=path.suffix.lstrip(".") or "png"))

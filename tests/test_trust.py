@@ -1,0 +1,161 @@
+"""What is on disk is checked, never trusted (issue 12): parts computed from other inputs
+(an edited spec.toml, another spec, other code, a rewritten data file) are refused,
+naming what differs; a malformed manifest line is reported and ignored; nothing outside
+the folder is touched; one independent process writes a folder at a time."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import tomli_w
+
+import jaxgd
+from jaxgd import SpecError
+from jaxgd.front import cli
+from jaxgd.storage import files, fingerprint
+
+from conftest import make_spec
+
+SPEC = make_spec(optimizer={"lr": [0.05, 0.1]}, engine={"chunk_size": 1})  # 4 runs, 4 parts
+
+
+def write(path, spec):
+    path.write_text(tomli_w.dumps(spec))
+    return path
+
+
+@pytest.fixture
+def done(tmp_path):
+    """A finished sweep's folder."""
+    out = tmp_path / "out"
+    jaxgd.run(SPEC, out=out, progress=False)
+    return out
+
+
+def test_a_spec_toml_edited_by_hand_is_refused_naming_the_key(done, capsys):
+    saved = done / "spec.toml"
+    saved.write_text(saved.read_text().replace("    0.1,\n]", "    0.2,\n]"))
+    assert "0.2" in saved.read_text()
+    assert cli.main(["run", "--resume", "--out", str(done)]) == 2
+    err = capsys.readouterr().err
+    assert "optimizer.lr: [0.05, 0.1] there, [0.05, 0.2] here" in err and "--recompute" in err
+
+    assert cli.main(["run", "--resume", "--recompute", "--quiet", "--out", str(done)]) == 0
+    fresh = jaxgd.run(make_spec(optimizer={"lr": [0.05, 0.2]}, engine={"chunk_size": 1}), progress=False)
+    pd.testing.assert_frame_equal(pd.read_parquet(done / "history.parquet"), fresh.history, check_exact=True)
+    assert cli.main(["collect", "--quiet", str(done)]) == 0  # every part now of the edited sweep
+
+
+def test_another_spec_after_spec_toml_was_deleted_is_refused(done):
+    (done / "spec.toml").unlink()
+    with pytest.raises(SpecError, match=r"optimizer.lr: \[0.05, 0.1\] there, \[0.01, 0.1\] here"):
+        jaxgd.run(make_spec(optimizer={"lr": [0.01, 0.1]}, engine={"chunk_size": 1}), out=done, progress=False)
+
+
+def test_parts_of_other_code_are_refused(done, monkeypatch):
+    monkeypatch.setattr(fingerprint, "code_hash", lambda: "0123456789abcdef")
+    with pytest.raises(SpecError, match="code that computes runs changed since these parts were written"):
+        jaxgd.run(SPEC, out=done, progress=False)
+    with pytest.raises(SpecError, match="code that computes runs changed"):
+        jaxgd.collect(done, progress=False)
+
+
+def test_a_data_file_rewritten_with_the_same_shapes_is_refused(tmp_path):
+    rng = np.random.default_rng(0)
+    arrays = lambda: dict(X_train=rng.normal(size=(12, 3)), y_train=rng.normal(size=12),
+                          X_test=rng.normal(size=(5, 3)), y_test=rng.normal(size=5))
+    np.savez(tmp_path / "data.npz", **arrays())
+    spec = make_spec()
+    spec["data"] = {"name": "file", "path": str(tmp_path / "data.npz")}
+    jaxgd.run(spec, out=tmp_path / "out", progress=False)
+    np.savez(tmp_path / "data.npz", **arrays())
+    with pytest.raises(SpecError, match="data file .* changed since these parts were written"):
+        jaxgd.run(spec, out=tmp_path / "out", progress=False)
+
+
+def test_malformed_manifest_lines_are_reported_and_ignored(done, capsys):
+    outside = done.parent / "x.npz"
+    outside.write_bytes(b"not mine")
+    manifest = next((done / "parts").glob("manifest-*.jsonl"))
+    with open(manifest, "a") as f:
+        f.write('{"part": 5}\n[1, 2]\n{"part": "../../x.npz", "sha256": "00", "bytes": 8}\n')
+    (done / "history.parquet").unlink()
+    assert cli.main(["collect", "--no-plots", str(done)]) == 0
+    err = capsys.readouterr().err
+    assert err.count("ignoring a manifest line") == 3 and "no plain part name" in err
+    assert outside.read_bytes() == b"not mine" and (done / "history.parquet").is_file()
+
+
+def sleeper():
+    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+
+
+def test_a_second_process_on_a_folder_is_refused_and_a_stale_lock_taken_over(tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    other = sleeper()
+    try:
+        (out / files.LOCK_FILE).write_text(json.dumps({"host": files.HOST, "pid": other.pid, "since": "now"}))
+        assert cli.main(["run", str(write(tmp_path / "s.toml", SPEC)), "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert f"host {files.HOST}, pid {other.pid}" in err and not (out / "parts").exists() or \
+            not list((out / "parts").glob("r*.npz"))
+    finally:
+        other.kill()
+        other.wait()
+    # the holder is gone: its lock is stale, taken over, and released at the end
+    assert cli.main(["run", str(tmp_path / "s.toml"), "--quiet", "--out", str(out)]) == 0
+    assert not (out / files.LOCK_FILE).exists()
+
+
+def test_tidy_leaves_the_temporary_files_of_live_processes(done):
+    other = sleeper()
+    try:
+        live = done / "parts" / f".r000000000-n1-0123456789.npz~{files.HOST}~{other.pid}~abcd.tmp"
+        elsewhere = done / "parts" / ".r000000000-n1-0123456789.npz~another-host~1~abcd.tmp"
+        live.write_bytes(b"being written")
+        elsewhere.write_bytes(b"being written")
+        jaxgd.collect(done, progress=False)
+        assert live.is_file() and elsewhere.is_file()
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_resume_into_an_empty_folder_starts_the_sweep(tmp_path):
+    spec = write(tmp_path / "s.toml", SPEC)
+    assert cli.main(["run", str(spec), "--quiet", "--resume", "--out", str(tmp_path / "new")]) == 0
+    assert (tmp_path / "new" / "summary.parquet").is_file()
+
+
+@pytest.mark.parametrize("file, message", [
+    ("../outside.png", "inside the --out folder"),
+    ("/tmp/outside.png", "inside the --out folder"),
+    ("missing/phase.png", "does not exist"),
+])
+def test_figures_outside_the_folder_are_refused_before_running(tmp_path, file, message, no_compile):
+    spec = make_spec(optimizer={"lr": [0.05, 0.1]}, model={"width": [4, 8]},
+                     plot={"phase_diagram": {"x": "lr", "y": "width", "value": "final_train_loss", "file": file}})
+    with pytest.raises(ValueError, match=message):
+        jaxgd.run(spec, out=tmp_path / "out", progress=False)
+
+
+def test_figures_and_tables_are_written_atomically(tmp_path, monkeypatch):
+    """A crash while a figure is drawn leaves no file under its name."""
+    spec = make_spec(optimizer={"lr": [0.05, 0.1]}, model={"width": [4, 8]},
+                     plot={"phase_diagram": {"x": "lr", "y": "width", "value": "final_train_loss"}})
+    replace = os.replace
+
+    def crash_on_figures(src, dst):
+        if str(dst).endswith(".png"):
+            raise OSError("crashed before the rename")
+        replace(src, dst)
+
+    monkeypatch.setattr(files.os, "replace", crash_on_figures)
+    with pytest.raises(OSError, match="crashed"):
+        jaxgd.run(spec, out=tmp_path / "out", progress=False)
+    assert not list((tmp_path / "out").glob("*.png")) and not list((tmp_path / "out").glob(".*.tmp"))
