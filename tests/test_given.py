@@ -97,3 +97,70 @@ def test_shapes_given_in_the_spec_must_match_the_data(no_compile):
         jaxgd.run(given_spec(name="inline", n=20, **arrays()), progress=False)
     with pytest.raises(SpecError, match="need data.name = 'inline'"):
         jaxgd.run(make_spec(data={"X_train": [[1.0]]}), progress=False)
+
+
+def npz_spec(tmp_path, name="data.npz", dtype="float32", **changes):
+    np.savez(tmp_path / name, **{**arrays(), **changes})
+    spec = given_spec(name="file", path=str(tmp_path / name))
+    spec["dtype"] = dtype
+    return spec
+
+
+@pytest.mark.parametrize("changes, message", [
+    (dict(X_train=arrays()["X_train"] * (1 + 1j)), "X_train holds complex128 values; expected real numbers"),
+    (dict(y_train=np.arange(12).astype("datetime64[D]")), r"y_train holds datetime64\[D\] values; expected real numbers"),
+    (dict(X_train=np.ones((12, 0)), X_test=np.ones((5, 0))), r"X_train has no features \(shape \(12, 0\)\)"),
+    (dict(y_test=np.array([1.0, 1e39, 0, 0, 0])), r"y_test has the value 1e\+39 at index \(1,\), which is inf in float32"),
+])
+def test_data_that_do_not_survive_are_refused(tmp_path, changes, message, no_compile):
+    with pytest.raises(SpecError, match=message):
+        jaxgd.run(npz_spec(tmp_path, **changes), progress=False)
+
+
+def test_large_values_are_fine_in_float64(tmp_path, no_compile):
+    spec = npz_spec(tmp_path, dtype="float64", y_test=np.array([1.0, 1e39, 0, 0, 0]))
+    assert jaxgd.load_spec(spec).given.arrays[3][1] == 1e39
+
+
+def test_unreadable_files_get_one_line_naming_them(tmp_path, capsys, no_compile):
+    from jaxgd.front import cli
+
+    np.save(tmp_path / "array.npy", np.ones(3))
+    (tmp_path / "array.npy").rename(tmp_path / "renamed.npz")
+    np.savez(tmp_path / "whole.npz", **arrays())
+    (tmp_path / "cut.npz").write_bytes((tmp_path / "whole.npz").read_bytes()[:300])
+    for name, why in (("renamed.npz", "not an .npz (zip) archive but an .npy array"), ("cut.npz", "not an .npz")):
+        spec = tmp_path / f"{name}.toml"
+        spec.write_text(f'steps = 10\n[data]\nname = "file"\npath = "{name}"\n')
+        assert cli.main(["run", str(spec), "--out", str(tmp_path / "out")]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("jaxgd: error: data.path: ") and str(tmp_path / name) in err and why in err
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def csv_spec(tmp_path, first_row, header=None):
+    a = arrays()
+    write_csv(tmp_path / "train.csv", a["X_train"], a["y_train"], header=False)
+    write_csv(tmp_path / "test.csv", a["X_test"], a["y_test"], header=False)
+    text = (tmp_path / "train.csv").read_text()
+    (tmp_path / "train.csv").write_text(first_row + "\n" + text if first_row else text)
+    spec = given_spec(name="file", path=str(tmp_path / "train.csv"), test_path=str(tmp_path / "test.csv"))
+    if header is not None:
+        spec["data"]["header"] = header
+    return spec
+
+
+def test_csv_headers_are_explicit(tmp_path, capsys, no_compile):
+    # auto: a row of names is skipped, and said so; a row of numbers is data
+    assert jaxgd.load_spec(csv_spec(tmp_path, "x0,x1,x2,y")).given.n == 12
+    assert "read as a header (data.header = 'auto')" in capsys.readouterr().err
+    assert jaxgd.load_spec(csv_spec(tmp_path, "")).given.n == 12
+    # a row partly of numbers is not guessed at
+    with pytest.raises(SpecError, match="partly numbers: is it a header"):
+        jaxgd.load_spec(csv_spec(tmp_path, "x0,1,2,y"))
+    assert jaxgd.load_spec(csv_spec(tmp_path, "x0,1,2,y", header=True)).given.n == 12
+    assert jaxgd.load_spec(csv_spec(tmp_path, "9,9,9,9", header=False)).given.n == 13
+    with pytest.raises(SpecError, match="not a CSV of numbers"):
+        jaxgd.load_spec(csv_spec(tmp_path, "x0,x1,x2,y", header=False))
+    with pytest.raises(SpecError, match="data.header: got 'maybe'"):
+        jaxgd.load_spec(csv_spec(tmp_path, "", header="maybe"))

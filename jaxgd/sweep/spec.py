@@ -69,7 +69,7 @@ def _chooses(key, kind, default, doc):
 # registry (`schema()`), each table's after its own.
 FRAMEWORK: tuple[Setting, ...] = (
     Setting("name", str, "sweep", "name of the sweep", sweepable=False),
-    _int("steps", 1000, "gradient steps per run", sweepable=False),
+    _int("steps", 1000, "gradient steps per run (at most 2^31 - 1: the loop counts steps in int32)", sweepable=False),
     _int("log_every", 10, "steps between logged metrics (1 <= log_every <= steps)", sweepable=False),
     _choice("dtype", "float32", ("float32", "float64"), "floating-point type", sweepable=False),
     _chooses("data.name", "dataset", "linear_teacher", "data set (see Components), or given arrays: `file` (data.path) or `inline` (arrays in the spec)"),
@@ -80,6 +80,7 @@ FRAMEWORK: tuple[Setting, ...] = (
     _choice("data.labels", "real", data.LABELS, "`real` targets or their `sign` (+-1) for classification"),
     _path("data.path", "`file`: an `.npz` (X_train, y_train, X_test, y_test) or a training CSV (last column the label); relative to the spec file"),
     _path("data.test_path", "`file` with a CSV: the test CSV"),
+    _choice("data.header", "auto", given.HEADERS, "`file` with CSVs: whether the first row is a header (`true`, `false`, or `auto`: only a row with no number in it, said when skipped)", sweepable=False),
     _int("model.width", 128, "hidden units m"),
     _chooses("model.activation", "activation", "relu", "activation"),
     _choice("model.scaling", "ntk", models.SCALINGS, "output scale c_m: `standard` (1), `ntk` (1/sqrt(m)), `mean_field` (1/m)"),
@@ -207,6 +208,8 @@ def _check_scalar(key: str, value: Any) -> Any:
             raise fail
         return value
     if setting.type is str:
+        if isinstance(value, bool) and str(value).lower() in setting.choices:  # data.header = true
+            value = str(value).lower()
         if not isinstance(value, str) or (setting.choices and value not in setting.choices):
             raise SpecError(
                 f"{key}: got {value!r}; expected {_allowed(setting)}"
@@ -229,6 +232,39 @@ def _check_scalar(key: str, value: Any) -> Any:
     if setting.minimum is not None and value < setting.minimum:
         raise fail
     return value
+
+
+# The loop counts steps in int32 (engine/loop.py): a larger count would wrap around.
+MAX_STEPS = 2**31 - 1
+# Logged steps of one run: each is a row of the history of every run.
+MAX_LOGS = 2**24
+
+
+def _check_survives_dtype(settings) -> None:
+    """Traced settings become the run's float type: refuse a value it turns into inf, or
+    into 0 or a subnormal (below its smallest normal number), and swept values it merges
+    into one, naming the key and the values."""
+    dtype = np.dtype(settings["dtype"])
+    info = np.finfo(dtype)
+    for key, setting in schema().items():
+        if not setting.traced:
+            continue
+        values = _values(settings, key)
+        with np.errstate(over="ignore"):
+            cast = np.asarray(values, np.float64).astype(dtype)
+        for value, became in zip(values, cast):
+            if not np.isfinite(became):
+                raise SpecError(f"{key}: got {value!r}, which is inf in {dtype} (largest {info.max:.4g}); "
+                                "give a smaller value (or dtype = 'float64')")
+            if value != 0 and abs(became) < info.tiny:
+                raise SpecError(f"{key}: got {value!r}, which is {float(became)!r} in {dtype} (below its smallest "
+                                f"normal number {info.tiny:.4g}); give 0 or a larger value (or dtype = 'float64')")
+        first = {}
+        for value, became in zip(values, cast.tolist()):
+            if became in first:
+                raise SpecError(f"{key}: {first[became]!r} and {value!r} are the same number in {dtype} ({became!r}), "
+                                "so they would give identical runs; give values that differ in it (or dtype = 'float64')")
+            first[became] = value
 
 
 def _expand_range(key: str, form: str, args: Any) -> list:
@@ -411,6 +447,12 @@ def _check_combinations(settings, metric_names):
     """Constraints between settings, checked for every combination the grid contains."""
     if settings["engine.kernel"] == "fused":
         _check_fused_kernel(settings, metric_names)
+    if settings["steps"] > MAX_STEPS:
+        raise SpecError(f"steps: got {settings['steps']:,}; expected at most 2^31 - 1 = {MAX_STEPS:,} (steps are counted in int32)")
+    _check_survives_dtype(settings)
+    if settings["steps"] // settings["log_every"] + 1 > MAX_LOGS:
+        raise SpecError(f"log_every: got {settings['log_every']:,}, which logs {settings['steps'] // settings['log_every'] + 1:,} "
+                        f"steps of each run; expected at most {MAX_LOGS:,} (a larger log_every)")
     if settings["log_every"] > settings["steps"]:
         raise SpecError(f"log_every: got {settings['log_every']}; expected 1 <= log_every <= steps = {settings['steps']}")
     real_labels = "real" in _values(settings, "data.labels")
@@ -617,6 +659,8 @@ def _resolve_plot(raw, settings, metric_names) -> dict[str, list[dict]]:
     for p in phases:
         check_select("phase_diagram", p)
         p["x"], p["y"] = axis("phase_diagram", "x", p["x"]), axis("phase_diagram", "y", p["y"])
+        if p["x"] == p["y"]:
+            raise SpecError(f"plot.phase_diagram: x and y are both {p['x']!r}; give two different swept settings")
         if p["value"] not in summary_columns:
             raise SpecError(f"plot.phase_diagram.value: got {p['value']!r}{_nearest(p['value'], summary_columns)}; expected a summary column: {', '.join(summary_columns)}")
         if p["reduce"] not in REDUCERS:
@@ -655,9 +699,10 @@ def _resolve_given(settings, flat, inline_arrays, base) -> given.GivenData | Non
     if len(names) > 1:
         raise SpecError(f"data.name: got {names!r}; given data ('file', 'inline') cannot be swept with other data sets")
     if names[0] == "inline":
-        arrays = given.validate(inline_arrays, "data (inline)")
+        arrays = given.validate(inline_arrays, "data (inline)", settings["dtype"])
     else:
-        arrays = given.from_files(settings["data.path"], settings["data.test_path"], base)
+        arrays = given.from_files(settings["data.path"], settings["data.test_path"], base,
+                                  header=settings["data.header"], dtype=settings["dtype"])
         for key in ("data.path", "data.test_path"):  # absolute, so the saved spec runs from anywhere
             if settings[key]:
                 settings[key] = str((base / settings[key]) if base and not Path(settings[key]).is_absolute() else Path(settings[key]))
