@@ -128,8 +128,11 @@ def test_unreadable_files_get_one_line_naming_them(tmp_path, capsys, no_compile)
     np.save(tmp_path / "array.npy", np.ones(3))
     (tmp_path / "array.npy").rename(tmp_path / "renamed.npz")
     np.savez(tmp_path / "whole.npz", **arrays())
-    (tmp_path / "cut.npz").write_bytes((tmp_path / "whole.npz").read_bytes()[:300])
-    for name, why in (("renamed.npz", "not an .npz (zip) archive but an .npy array"), ("cut.npz", "not an .npz")):
+    whole = (tmp_path / "whole.npz").read_bytes()
+    (tmp_path / "cut.npz").write_bytes(whole[:300])
+    (tmp_path / "damaged.npz").write_bytes(whole[:100] + bytes(50) + whole[150:])  # a member's bytes overwritten
+    for name, why in (("renamed.npz", "not an .npz file (a zip archive) but an .npy array"),
+                      ("cut.npz", "not an .npz file"), ("damaged.npz", "cannot be read")):
         spec = tmp_path / f"{name}.toml"
         spec.write_text(f'steps = 10\n[data]\nname = "file"\npath = "{name}"\n')
         assert cli.main(["run", str(spec), "--out", str(tmp_path / "out")]) == 2

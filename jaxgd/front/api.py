@@ -22,14 +22,23 @@ from jaxgd.engine import host
 from jaxgd.front import plot
 
 from jaxgd.storage import files, shares
-from jaxgd.sweep import plan as planning
+from jaxgd.sweep import plan as planning, preflight
 from jaxgd.sweep import spec as specs
 from jaxgd.storage.results import Results
 from jaxgd.storage.store import Store, load_saved, report_damaged
 
 
+def estimate(spec, *, overrides=None, out=None) -> preflight.Estimate:
+    """The plan of `spec` and its estimates (programs, chunks, memory, tables, disk, time),
+    without running anything: what `jaxgd run --dry-run` prints (`preflight.describe`)."""
+    host.use_all_cores()
+    resolved = specs.load(spec, overrides)
+    preflight.refuse_plan_too_large(resolved)
+    return preflight.estimate(planning.make(resolved), out)
+
+
 def run(spec, *, overrides=None, out=None, progress=True, compile_cache_dir=None, plots=True,
-        recompute=False) -> Results:
+        recompute=False, confirm=None) -> Results:
     """Run every run of `spec` (a TOML path or a dict), overridden by `overrides`
     ({dotted key: value} or ['key=value', ...]).
 
@@ -43,6 +52,9 @@ def run(spec, *, overrides=None, out=None, progress=True, compile_cache_dir=None
     from other inputs (settings, code, plugins, data: their fingerprint) are refused with
     a SpecError naming what differs, or with `recompute` run again. One independent sweep
     writes a folder at a time (another one's is refused, naming its host and pid).
+    Before anything compiles, a sweep whose tables or parts cannot fit in this host's
+    memory or disk is refused (a SizeError with the estimate and the limit), and
+    `confirm(estimate)`, if given, may refuse it too (the CLI asks for --yes).
     `compile_cache_dir`: JAX's persistent compilation cache (None: the default, see
     `jaxgd.storage.compile_cache`; "off": none)."""
     host.use_all_cores()
@@ -55,7 +67,12 @@ def run(spec, *, overrides=None, out=None, progress=True, compile_cache_dir=None
         for entries in resolved.plot.values():
             for entry in entries:
                 files.inside(Path(out), entry["file"])
+    preflight.refuse_plan_too_large(resolved)
     plan = planning.make(resolved)
+    estimated = preflight.estimate(plan, out)
+    preflight.refuse_what_cannot_fit(estimated)
+    if confirm is not None:
+        confirm(estimated)
     if out is None:
         results = Results.from_outputs(plan, engine.execute(plan, progress=progress))
     else:

@@ -1,5 +1,6 @@
 """Command line:
-  jaxgd run SPEC.toml --out DIR [--set key=value ...] [--no-plots] [--resume [--recompute]] [--compile-cache DIR|off]
+  jaxgd run SPEC.toml --out DIR [--set key=value ...] [--no-plots] [--resume [--recompute]] [--dry-run] [--yes]
+                      [--compile-cache DIR|off]
                       [--distributed] [--slurm TASKS [--slurm-param key=value ...] [--slurm-wait]]
   jaxgd run --resume --out DIR
   jaxgd collect DIR
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from functools import partial
 from pathlib import Path
 
 from jaxgd import __version__
@@ -48,16 +50,27 @@ def _run(args) -> None:
 
         distributed.initialize(args.coordinator, args.num_processes, args.process_id)
     spec = _spec_for(args)
+    if args.dry_run:
+        from jaxgd.sweep import preflight
+
+        print(preflight.describe(api.estimate(spec, overrides=args.set, out=args.out)))
+        return
     if args.slurm is not None:
         return _submit(args, spec)
     try:
         api.run(spec, overrides=args.set, out=args.out, progress=not args.quiet, compile_cache_dir=args.compile_cache,
-                plots=not args.no_plots, recompute=args.recompute)
+                plots=not args.no_plots, recompute=args.recompute, confirm=partial(_confirm, args.yes))
     except KeyboardInterrupt:
         print(f"\njaxgd: interrupted; every finished chunk is saved in {args.out}/parts. "
               f"Finish with: jaxgd run --resume --out {args.out}", file=sys.stderr)
         raise SystemExit(130) from None
     print(f"wrote {args.out}/", file=sys.stderr)
+
+
+def _confirm(yes: bool, estimate) -> None:
+    from jaxgd.sweep import preflight
+
+    preflight.confirm_huge(estimate, yes, interactive=sys.stdin.isatty() and sys.stderr.isatty())
 
 
 def _submit(args, spec) -> None:
@@ -176,6 +189,10 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="no progress bar or closing line")
     run.add_argument("--resume", action="store_true",
                      help="finish the sweep saved in --out (SPEC optional; if given it must be the same sweep)")
+    run.add_argument("--dry-run", action="store_true",
+                     help="print the plan (groups, programs, chunk sizes, memory, table size, a rough time) and run nothing")
+    run.add_argument("--yes", action="store_true",
+                     help="run a large sweep (over an hour, or tables over 4 GiB) without asking, from a terminal")
     run.add_argument("--recompute", action="store_true",
                      help="run again the runs whose saved parts were computed from other inputs (an edited spec.toml, "
                           "other code, plugins or data), setting those parts aside in DIR/parts/superseded")

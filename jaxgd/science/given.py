@@ -142,7 +142,7 @@ def _read_npz(path: Path) -> dict:
     refuse = lambda why: SpecError(f"data.path: {path} {why}; expected an .npz file of numeric arrays "
                                    f"{', '.join(ARRAY_NAMES)}")
     if not zipfile.is_zipfile(path):
-        raise refuse("is not an .npz (zip) archive" + (" but an .npy array" if path.read_bytes()[:6] == b"\x93NUMPY" else ""))
+        raise refuse("is not an .npz file (a zip archive)" + (" but an .npy array" if path.read_bytes()[:6] == b"\x93NUMPY" else ""))
     try:
         with np.load(path, allow_pickle=False) as archive:
             return {name: archive[name] for name in archive.files}

@@ -4,7 +4,6 @@ static settings (one compiled program each) and cut into chunks that fit in memo
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import math
 import os
 import inspect
@@ -245,11 +244,22 @@ def _chunk_size(static: Static, n_runs: int, budget: int, cap: int) -> int:
     return math.ceil(n_runs / n_chunks)
 
 
+def grid_positions(sizes: list[int]) -> list[np.ndarray]:
+    """For a grid that is the product of axes of `sizes` (the last varying fastest, as
+    itertools.product), each run's position along each axis; computed, not enumerated,
+    so that a grid of 10^7 runs takes a fraction of a second."""
+    n = math.prod(sizes)
+    strides = [math.prod(sizes[i + 1:]) for i in range(len(sizes))]
+    return [np.tile(np.repeat(np.arange(size), stride), n // (size * stride)) for stride, size in zip(strides, sizes)]
+
+
 def make(spec: Spec) -> Plan:
     settings = spec.settings
     swept = spec.swept
-    combos = list(itertools.product(*(settings[k] for k in swept), spec.seeds))
-    grid = pd.DataFrame(combos, columns=swept + ["seed"])
+    axes = [settings[k] for k in swept] + [spec.seeds]
+    positions = grid_positions([len(a) for a in axes])
+    grid = pd.DataFrame({key: np.asarray(axis)[at] for key, axis, at in zip(swept + ["seed"], axes, positions)},
+                        copy=False)
     grid.insert(0, "run_id", np.arange(len(grid), dtype=np.int64))
     runs = grid.rename(columns=spec.columns)[["run_id", "seed"] + list(spec.columns.values())]
 
@@ -259,22 +269,30 @@ def make(spec: Spec) -> Plan:
     static_swept = [k for k in swept if not is_traced(k)]
     budget = int(settings["engine.memory_budget_mb"] * 2**20) or default_memory_budget()
 
+    # One group per combination of the static swept values, in the order they first
+    # appear in the grid (the order of their positions, as the grid is a product).
+    static_at = [positions[swept.index(k)] for k in static_swept]
+    code = np.zeros(len(grid), np.int64)
+    for key, at in zip(static_swept, static_at):
+        code = code * len(settings[key]) + at
+    order = np.argsort(code, kind="stable")
+    ordered = code[order]
     groups = []
-    grouped = grid.groupby(static_swept, sort=False) if static_swept else [((), grid)]
-    for values, rows in grouped:
-        values = values if isinstance(values, tuple) else (values,)
-        values = [v.item() if isinstance(v, np.generic) else v for v in values]
-        static = Static(tuple(sorted({**base, **dict(zip(static_swept, values))}.items(), key=lambda kv: kv[0])))
+    for rows in np.split(order, np.flatnonzero(ordered[1:] != ordered[:-1]) + 1):
+        first = rows[0]
+        values = {k: settings[k][at[first]] for k, at in zip(static_swept, static_at)}
+        static = Static(tuple(sorted({**base, **values}.items(), key=lambda kv: kv[0])))
+        # an unswept setting is one value seen by every run (a view, no copy per run)
         hyper = {
-            k: (rows[k].to_numpy() if k in swept else np.full(len(rows), v)).astype(dtype)
+            k: grid[k].to_numpy()[rows].astype(dtype) if k in swept else np.broadcast_to(np.asarray(v, dtype), len(rows))
             for k, v in settings.items()
             if is_traced(k)
         }
         groups.append(
             Group(
                 static=static,
-                run_ids=rows["run_id"].to_numpy(),
-                seeds=rows["seed"].to_numpy().astype(np.uint32),
+                run_ids=rows,
+                seeds=grid["seed"].to_numpy()[rows].astype(np.uint32),
                 hyper=hyper,
                 chunk_size=_chunk_size(static, len(rows), budget, settings["engine.chunk_size"]),
                 strategy=strategy(static),

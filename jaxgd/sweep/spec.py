@@ -375,10 +375,16 @@ def _check_known(key: str):
         raise SpecError(f"unknown key {where}'{key}'{hint}")
 
 
+# Seeds of one sweep: each is a row of the plan, held in memory before anything runs.
+MAX_SEEDS = 2**24
+
+
 def _resolve_seeds(raw) -> list[int]:
     if isinstance(raw, int) and not isinstance(raw, bool):
         if raw < 1:
             raise SpecError(f"seeds: got {raw!r}; expected a count >= 1 or a list of integers >= 0")
+        if raw > MAX_SEEDS:
+            raise SpecError(f"seeds: got {raw:,}; expected at most {MAX_SEEDS:,} seeds (each is a row of the plan)")
         return list(range(raw))
     if (
         isinstance(raw, list)
