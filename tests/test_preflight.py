@@ -74,3 +74,11 @@ def test_a_million_run_grid_is_planned_in_seconds():
     plan = planning.make(spec)
     assert time.perf_counter() - start < 10 and plan.n_runs == 10**6 and len(plan.groups) == 2
     assert list(plan.groups[1].run_ids[:2]) == [500_000, 500_001]  # model.width, the first swept key, varies slowest
+
+
+def test_a_metric_evaluated_on_too_many_samples_is_refused_before_compiling(monkeypatch):
+    monkeypatch.setattr(dispatch, "compile_group", lambda *a, **k: pytest.fail("compiled"))
+    start = time.perf_counter()
+    with pytest.raises(SizeError, match=r"measure.mc_samples = 1,000,000,000,000.*make them smaller"):
+        jaxgd.run(make_spec(metrics=["population_risk"], measure={"mc_samples": 10**12}), progress=False)
+    assert time.perf_counter() - start < 2.0

@@ -180,9 +180,23 @@ def default_memory_budget() -> int:
 RUN_SIZE_KEYS = ("model.width", "data.n", "data.n_test", "data.d")
 
 
+# Settings of metrics that count the points a metric evaluates the network on.
+SAMPLE_COUNT_KEYS = ("measure.mc_samples", "measure.fd_points")
+
+
+def metric_bytes(static: Static) -> int:
+    """The memory of the largest point count a chosen metric evaluates one run's network on
+    (inputs and hidden activations): not part of a chunk's budget, checked alone."""
+    d, m = static["data.d"], static["model.width"]
+    used = {s.key for name in static["metrics"] for s in registry.get("metric", name).settings}
+    counts = [static[k] for k in SAMPLE_COUNT_KEYS if k in used]
+    return max(counts, default=0) * (d + 6 * m) * static["dtype"].itemsize
+
+
 def refuse_runs_too_large(groups) -> None:
-    """SizeError, before anything compiles, if one run of a group needs more memory than
-    a device has: XLA would fail allocating it, or abort the process."""
+    """SizeError, before anything compiles, if one run of a group (or one of its metrics'
+    evaluations) needs more memory than a device has: XLA would fail allocating it, or
+    abort the process."""
     memory = accelerator_memory() or host_memory()
     for group in groups:
         need = bytes_per_run(group.static)
@@ -190,6 +204,11 @@ def refuse_runs_too_large(groups) -> None:
             sizes = ", ".join(f"{k} = {group.static[k]:,}" for k in RUN_SIZE_KEYS)
             raise SizeError(f"one run with {sizes} needs about {need / 2**30:,.1f} GiB, more than the "
                             f"{memory / 2**30:,.1f} GiB of a device here; make {', '.join(RUN_SIZE_KEYS)} smaller")
+        need = metric_bytes(group.static)
+        if need > memory:
+            counts = ", ".join(f"{k} = {group.static[k]:,}" for k in SAMPLE_COUNT_KEYS)
+            raise SizeError(f"the metrics of one run ({counts}) need about {need / 2**30:,.1f} GiB, more than the "
+                            f"{memory / 2**30:,.1f} GiB of a device here; make them smaller")
 
 
 @dataclasses.dataclass(frozen=True)
