@@ -28,7 +28,8 @@ def swish(z, *, beta: float = 1.0):
     return z * jax.nn.sigmoid(beta * z)
 
 
-@jaxgd.dataset("spirals", labels_pm1=True)
+@jaxgd.dataset("spirals", labels_pm1=True,
+               requires=lambda d, **settings: None if d >= 2 else "spirals needs data.d >= 2")
 def spirals(key, n, d, *, turns: float = 1.5, spread: float = 0.05):
     """Two interleaved spirals in the first two coordinates (d >= 2), labels +-1: a point
     at radius r ~ U(0, 1] and angle 2 pi turns r, the -1 spiral turned by pi; every
