@@ -275,13 +275,15 @@ def test_a_plugin_may_be_an_importable_module(tmp_path, monkeypatch):
 
 
 def test_plugin_settings_appear_in_the_settings_table():
-    jaxgd.load_spec(CUSTOM)  # registers the example's pieces in this process
-    settings_table = getattr(jaxgd.spec, "settings_table", None)
-    if settings_table is None:
-        pytest.skip("jaxgd.spec.settings_table() is not there yet")
-    rows = {row["key"]: row for row in settings_table()}
-    assert rows["data.turns"]["default"] == 1.5 and "turns of each spiral" in rows["data.turns"]["doc"]
-    assert "slope of the gate" in rows["model.beta"]["doc"] and "loss.margin" in rows
+    """The table that `jaxgd settings` and the README's table are generated from lists a
+    loaded plugin's components and settings like built-in ones."""
+    jaxgd.load_spec(make_spec(plugins=[str(PIECES)]))  # registers the example's pieces in this process
+    rows = {row["key"]: row for row in jaxgd.spec.settings_table()}
+    assert rows["data.turns"]["kind"] == "traced" and float(rows["data.turns"]["default"]) == 1.5
+    assert rows["data.turns"]["doc"] == "number of turns of each spiral"
+    assert rows["model.beta"]["doc"] == "slope of the gate" and rows["loss.margin"]["kind"] == "traced"
+    assert "`spirals`" in rows["data.name"]["allowed"] and "`swish`" in rows["model.activation"]["allowed"]
+    assert [row["key"] for row in jaxgd.spec.settings_table("data.tu")] == ["data.turns"]  # by prefix
 
 
 # --------------------------------------------------------------------------------------
