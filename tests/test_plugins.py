@@ -93,7 +93,7 @@ def test_run_in_grid_equals_run_alone(custom):
 def test_spirals_lie_on_spirals_of_each_runs_turns():
     """With no noise every point is exactly on its class's spiral of the run's number of
     turns: the swept float setting reaches the data set, run by run."""
-    spec = make_spec(custom_spec(), seeds=1, data={"turns": [0.5, 2.0], "spread": 0.0, "d": 3})
+    spec = make_spec(plugins=[str(PIECES)], seeds=1, data={"name": "spirals", "n": 64, "d": 3, "turns": [0.5, 2.0], "spread": 0.0})
     for run_id in (0, 1):
         run = jaxgd.materialize(spec, run_id)
         X, y, turns = run["X_train"], run["y_train"], run["settings"]["data.turns"]
@@ -255,7 +255,7 @@ def test_declared_properties_drive_the_rules():
         jaxgd.load_spec(on_real_labels)
     jaxgd.load_spec(make_spec(on_real_labels, data={"labels": "sign"}))
     with pytest.raises(jaxgd.SpecError, match="spirals needs data.d >= 2"):
-        jaxgd.load_spec(custom_spec(), {"data.d": 1})
+        jaxgd.load_spec(make_spec(plugins=[str(PIECES)], data={"name": "spirals", "d": 1}))
 
 
 def test_a_plugin_may_be_an_importable_module(tmp_path, monkeypatch):
