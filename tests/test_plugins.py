@@ -93,7 +93,8 @@ def test_run_in_grid_equals_run_alone(custom):
 def test_spirals_lie_on_spirals_of_each_runs_turns():
     """With no noise every point is exactly on its class's spiral of the run's number of
     turns: the swept float setting reaches the data set, run by run."""
-    spec = make_spec(plugins=[str(PIECES)], seeds=1, data={"name": "spirals", "n": 64, "d": 3, "turns": [0.5, 2.0], "spread": 0.0})
+    spec = make_spec(plugins=[str(PIECES)], seeds=1,
+                     data={"name": "spirals", "n": 64, "d": 3, "turns": [0.5, 2.0], "spread": 0.0})
     for run_id in (0, 1):
         run = jaxgd.materialize(spec, run_id)
         X, y, turns = run["X_train"], run["y_train"], run["settings"]["data.turns"]
@@ -155,7 +156,7 @@ def sigmoid(u):
 
 
 def swish_by_hand(beta):
-    """swish(z) = z sigma(beta z) and its derivative sigma(beta z) + beta z sigma(beta z) (1 - sigma(beta z))."""
+    """swish(z) = z s(beta z) and its derivative s(beta z) + beta z s(beta z) (1 - s(beta z)), s the sigmoid."""
     def derivative(z):
         s = sigmoid(beta * z)
         return s + beta * z * s * (1.0 - s)
@@ -270,8 +271,8 @@ def test_a_plugin_may_be_an_importable_module(tmp_path, monkeypatch):
             return scale * z**3
     """))
     monkeypatch.syspath_prepend(str(tmp_path))
-    spec = jaxgd.load_spec(make_spec(plugins=["plugin_as_module"], model={"activation": "cubic_from_module", "scale": 0.5}))
-    assert spec.settings["model.scale"] == 0.5
+    spec = make_spec(plugins=["plugin_as_module"], model={"activation": "cubic_from_module", "scale": 0.5})
+    assert jaxgd.load_spec(spec).settings["model.scale"] == 0.5
 
 
 def test_plugin_settings_appear_in_the_settings_table():
@@ -302,14 +303,46 @@ USES = {
 
 # case: (kind, the component's name (None: one of the case's own), its source, the problem the message names)
 BAD_PLUGINS = {
-    "clashes_with_a_built_in": ("activation", "relu", "@jaxgd.activation('relu')\ndef relu(z):\n    return z\n", r"clash|built-in|already"),
-    "setting_without_annotation": ("activation", None, "@jaxgd.activation('{name}')\ndef act(z, *, beta=1.0):\n    return beta * z\n", r"beta.*(annotation|type)"),
-    "setting_without_default": ("activation", None, "@jaxgd.activation('{name}')\ndef act(z, *, beta: float):\n    return beta * z\n", r"beta.*default"),
-    "setting_of_unsupported_type": ("activation", None, "@jaxgd.activation('{name}')\ndef act(z, *, betas: list = [1.0]):\n    return z\n", r"betas.*list"),
-    "activation_of_wrong_shape": ("activation", None, "@jaxgd.activation('{name}')\ndef act(z):\n    return jnp.sum(z, axis=-1)\n", r"shape"),
-    "dataset_of_wrong_shape": ("dataset", None, "@jaxgd.dataset('{name}')\ndef data(key, n, d):\n    return jnp.zeros((n, d + 1)), jnp.ones((n,))\n", r"shape"),
-    "loss_not_a_scalar": ("loss", None, "@jaxgd.loss('{name}')\ndef loss(f, y):\n    return (f - y) ** 2\n", r"scalar|shape"),
-    "metric_not_a_scalar": ("metric", None, "@jaxgd.metric('{name}')\ndef metric(s):\n    return jnp.abs(s.params['a'])\n", r"scalar|shape"),
+    "clashes_with_a_built_in": ("activation", "relu", """
+        @jaxgd.activation("relu")
+        def relu(z):
+            return z
+    """, r"clash|built-in|already"),
+    "setting_without_annotation": ("activation", None, """
+        @jaxgd.activation("{name}")
+        def act(z, *, beta=1.0):
+            return beta * z
+    """, r"beta.*(annotation|type)"),
+    "setting_without_default": ("activation", None, """
+        @jaxgd.activation("{name}")
+        def act(z, *, beta: float):
+            return beta * z
+    """, r"beta.*default"),
+    "setting_of_unsupported_type": ("activation", None, """
+        @jaxgd.activation("{name}")
+        def act(z, *, betas: list = [1.0]):
+            return z
+    """, r"betas.*list"),
+    "activation_of_wrong_shape": ("activation", None, """
+        @jaxgd.activation("{name}")
+        def act(z):
+            return jnp.sum(z, axis=-1)  # (n,) for (n, m)
+    """, r"shape"),
+    "dataset_of_wrong_shape": ("dataset", None, """
+        @jaxgd.dataset("{name}")
+        def data(key, n, d):
+            return jnp.zeros((n, d + 1)), jnp.ones((n,))
+    """, r"shape"),
+    "loss_not_a_scalar": ("loss", None, """
+        @jaxgd.loss("{name}")
+        def loss(f, y):
+            return (f - y) ** 2  # no mean
+    """, r"scalar|shape"),
+    "metric_not_a_scalar": ("metric", None, """
+        @jaxgd.metric("{name}")
+        def metric(s):
+            return jnp.abs(s.params["a"])  # (m,)
+    """, r"scalar|shape"),
 }
 
 
@@ -324,7 +357,7 @@ def test_a_bad_plugin_is_refused(tmp_path, no_compile, case):
     kind, name, source, problem = BAD_PLUGINS[case]
     name = name or f"{case}_{kind}"  # registration is process-global: a name of this test's own
     plugin = tmp_path / f"{case}.py"
-    plugin.write_text(PLUGIN_HEADER + source.format(name=name))
+    plugin.write_text(PLUGIN_HEADER + textwrap.dedent(source).format(name=name))
     message = refusal(make_spec(plugins=[str(plugin)], **USES[kind](name)))
     assert plugin.name in message and name in message, message
     assert re.search(problem, message), message
