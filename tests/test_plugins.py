@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 import jaxgd
+import jaxgd.cli
 import test_reference as reference
 from conftest import make_spec
 from scale_helpers import assert_same_results, child_env, jaxgd_cli, tables, write_spec
@@ -285,6 +286,17 @@ def test_plugin_settings_appear_in_the_settings_table():
     assert rows["model.beta"]["doc"] == "slope of the gate" and rows["loss.margin"]["kind"] == "traced"
     assert "`spirals`" in rows["data.name"]["allowed"] and "`swish`" in rows["model.activation"]["allowed"]
     assert [row["key"] for row in jaxgd.spec.settings_table("data.tu")] == ["data.turns"]  # by prefix
+
+
+def test_jaxgd_settings_lists_a_plugins_settings(capsys):
+    with pytest.raises(SystemExit):
+        jaxgd.cli.main(["settings", "--help"])
+    if "--plugins" not in capsys.readouterr().out:
+        pytest.skip("`jaxgd settings` has no --plugins option (yet): from the command line it lists built-ins only")
+    done = jaxgd_cli("settings", "data.", "--plugins", PIECES)  # a fresh process: the plugin is loaded by the option
+    assert done.returncode == 0, done.stderr
+    turns = next(line for line in done.stdout.splitlines() if line.startswith("data.turns "))
+    assert "float" in turns and "traced" in turns and "1.5" in turns and "number of turns of each spiral" in turns
 
 
 # --------------------------------------------------------------------------------------
