@@ -18,9 +18,10 @@ import numpy as np
 import pytest
 
 import jaxgd
-import jaxgd.cli
 import test_reference as reference
 from conftest import make_spec
+from jaxgd.front import cli
+from jaxgd.sweep.spec import settings_table
 from scale_helpers import assert_same_results, child_env, jaxgd_cli, tables, write_spec
 from test_cli import is_png
 from test_durability import saved_runs, start_slow_run, stop_in_the_middle
@@ -137,7 +138,7 @@ def test_resume_after_a_kill_loads_the_plugin_from_the_saved_spec(tmp_path):
 
 def test_slurm_tasks_load_the_plugin_and_collect_equal_results(tmp_path, custom):
     pytest.importorskip("submitit")
-    from jaxgd import slurm
+    from jaxgd.storage import slurm
 
     out = tmp_path / "out"
     jobs = slurm.submit(CUSTOM, out, 2, cluster="local", parameters={"timeout_min": 10})
@@ -280,17 +281,17 @@ def test_plugin_settings_appear_in_the_settings_table():
     """The table that `jaxgd settings` and the README's table are generated from lists a
     loaded plugin's components and settings like built-in ones."""
     jaxgd.load_spec(make_spec(plugins=[str(PIECES)]))  # registers the example's pieces in this process
-    rows = {row["key"]: row for row in jaxgd.spec.settings_table()}
+    rows = {row["key"]: row for row in settings_table()}
     assert rows["data.turns"]["kind"] == "traced" and float(rows["data.turns"]["default"]) == 1.5
     assert rows["data.turns"]["doc"] == "number of turns of each spiral"
     assert rows["model.beta"]["doc"] == "slope of the gate" and rows["loss.margin"]["kind"] == "traced"
-    assert "`spirals`" in rows["data.name"]["allowed"] and "`swish`" in rows["model.activation"]["allowed"]
-    assert [row["key"] for row in jaxgd.spec.settings_table("data.tu")] == ["data.turns"]  # by prefix
+    assert "spirals" in rows["data.name"]["allowed"] and "swish" in rows["model.activation"]["allowed"]
+    assert [row["key"] for row in settings_table("data.tu")] == ["data.turns"]  # by prefix
 
 
 def test_jaxgd_settings_lists_a_plugins_settings(capsys):
     with pytest.raises(SystemExit):
-        jaxgd.cli.main(["settings", "--help"])
+        cli.main(["settings", "--help"])
     if "--plugins" not in capsys.readouterr().out:
         pytest.skip("`jaxgd settings` has no --plugins option (yet): from the command line it lists built-ins only")
     done = jaxgd_cli("settings", "data.", "--plugins", PIECES)  # a fresh process: the plugin is loaded by the option
