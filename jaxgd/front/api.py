@@ -11,17 +11,9 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from jaxgd.storage import compile_cache
-
-from jaxgd.storage import distributed
-
-from jaxgd.engine import dispatch as engine, loop
-
-from jaxgd.engine import host
-
+from jaxgd.engine import dispatch as engine, host, loop
 from jaxgd.front import plot
-
-from jaxgd.storage import files, shares
+from jaxgd.storage import compile_cache, distributed, files, shares
 from jaxgd.sweep import plan as planning, preflight
 from jaxgd.sweep import spec as specs
 from jaxgd.storage.results import Results
@@ -73,6 +65,7 @@ def run(spec, *, overrides=None, out=None, progress=True, compile_cache_dir=None
     preflight.refuse_what_cannot_fit(estimated)
     if confirm is not None:
         confirm(estimated)
+    engine.trace_user_metrics(plan)
     if out is None:
         results = Results.from_outputs(plan, engine.execute(plan, progress=progress))
     else:

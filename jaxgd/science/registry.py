@@ -106,6 +106,11 @@ class Component:
     properties: dict
     origin: str  # the file that registered it
 
+    @property
+    def builtin(self) -> bool:
+        """Registered by jaxgd itself (built-ins are trusted; users' components are checked)."""
+        return Path(__file__).resolve().parents[1] in Path(self.origin).parents
+
     def declared(self, name: str) -> Any:
         return self.properties.get(name, KINDS[self.kind].properties[name])
 

@@ -461,18 +461,21 @@ def _check_combinations(settings, metric_names):
                         f"steps of each run; expected at most {MAX_LOGS:,} (a larger log_every)")
     if settings["log_every"] > settings["steps"]:
         raise SpecError(f"log_every: got {settings['log_every']}; expected 1 <= log_every <= steps = {settings['steps']}")
-    real_labels = "real" in _values(settings, "data.labels")
+    # Labels are +-1 where their sign is taken, or where every data set chosen gives +-1
+    # labels and no label noise is added to them.
+    names = _values(settings, "data.name")
+    pm1_data = all(n in registry.names("dataset") and registry.get("dataset", n).declared("labels_pm1") for n in names)
+    real_labels = "real" in _values(settings, "data.labels") and not (pm1_data and _values(settings, "data.noise") == [0.0])
     for name in _values(settings, "loss.name"):
         if registry.get("loss", name).declared("labels_pm1") and real_labels:
             raise SpecError(
-                f"loss.name: '{name}' needs +-1 labels but data.labels includes 'real'; "
-                "set data.labels = 'sign'"
+                f"loss.name: '{name}' needs +-1 labels but data.labels includes 'real' (with a data set whose labels are "
+                "not all +-1, or label noise); set data.labels = 'sign'"
             )
     chosen = [registry.get("metric", name) for name in metric_names]
     for metric in chosen:
         if metric.declared("labels_pm1") and real_labels:
             raise SpecError(f"metrics: '{metric.name}' needs +-1 labels but data.labels includes 'real'; set data.labels = 'sign'")
-    names = _values(settings, "data.name")
     generated = [registry.get("dataset", n) for n in names if n not in data.GIVEN]
     for dataset in generated:
         _check_requires(settings, dataset)
