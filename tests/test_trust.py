@@ -159,3 +159,15 @@ def test_figures_and_tables_are_written_atomically(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="crashed"):
         jaxgd.run(spec, out=tmp_path / "out", progress=False)
     assert not list((tmp_path / "out").glob("*.png")) and not list((tmp_path / "out").glob(".*.tmp"))
+
+
+def test_parts_of_another_plugin_source_are_refused(tmp_path):
+    plugin = tmp_path / "mine.py"
+    plugin.write_text("import jax, jaxgd\n\n@jaxgd.activation('trust_soft')\n"
+                      "def trust_soft(z):\n    return jax.nn.softplus(z)\n")
+    spec = tmp_path / "s.toml"
+    spec.write_text(tomli_w.dumps({**make_spec(model={"activation": "trust_soft"}), "plugins": ["mine.py"]}))
+    jaxgd.run(spec, out=tmp_path / "out", progress=False)
+    plugin.write_text(plugin.read_text() + "# edited\n")
+    with pytest.raises(SpecError, match="a plugin file changed since these parts were written"):
+        jaxgd.run(spec, out=tmp_path / "out", progress=False)
