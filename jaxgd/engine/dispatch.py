@@ -105,12 +105,15 @@ def next_call(positions: np.ndarray, size: int, n_devices: int) -> tuple[np.ndar
 def execute(plan: Plan, progress: bool = True, *, todo: np.ndarray | None = None, on_chunk=None) -> Outputs:
     """Run the plan's runs (only those in `todo`, a mask over run_ids, when given),
     group by group, each call sharded over this process's devices. After each call,
-    `on_chunk(run_ids, history, diverged_step)` receives its real runs' results.
+    `on_chunk(run_ids, history, diverged_step)` receives its real runs' results (and
+    then the returned history is empty: the chunks hold it).
     A call that runs out of device memory is retried with chunks half the size."""
     spec = plan.spec
     steps = plan.logged_steps
     dtype = np.dtype(plan.dtype)
-    history = {m: np.full((plan.n_runs, len(steps)), np.nan, dtype) for m in spec.metrics}
+    # Given on_chunk, each chunk's history goes there (to disk, part by part) and is not
+    # kept: the dense arrays of every run would be a second copy of the tables.
+    history = {m: np.full((plan.n_runs, len(steps)), np.nan, dtype) for m in spec.metrics} if on_chunk is None else {}
     diverged_step = np.full(plan.n_runs, -1, np.int64)
     todo = np.ones(plan.n_runs, bool) if todo is None else todo
     mesh = local_mesh()
@@ -155,8 +158,8 @@ def execute(plan: Plan, progress: bool = True, *, todo: np.ndarray | None = None
                         continue
                     run_ids = group.run_ids[padded[real]]
                     chunk_history = {name: values[real] for name, values in chunk_history.items()}
-                    for name, values in chunk_history.items():
-                        history[name][run_ids] = values
+                    for name, values in history.items():
+                        values[run_ids] = chunk_history[name]
                     diverged_step[run_ids] = chunk_diverged[real]
                     if on_chunk is not None:
                         on_chunk(run_ids, chunk_history, diverged_step[run_ids])
