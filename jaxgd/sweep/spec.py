@@ -489,6 +489,21 @@ class _Namespace:
         raise AttributeError(key)
 
 
+def _check_in_scope(settings, flat, in_scope) -> None:
+    """Every component the spec chooses, and every setting it gives, is a built-in's or its
+    own plugins': a component that another spec's plugin registered in this process is
+    refused (a fresh process resuming this sweep would not know it)."""
+    for key in [k for k in flat if k in schema() and k not in settings]:
+        raise SpecError(f"{key}: this setting belongs to {registry.owners(key)[0].origin}, which this spec does not "
+                        "list in plugins; add it to plugins = [...]")
+    for key, value in settings.items():
+        kind = schema()[key].names_a
+        for name in (_values(settings, key) if kind else []):
+            if name in registry.names(kind) and not in_scope(registry.get(kind, name)):
+                raise SpecError(f"{key}: '{name}' is registered by {registry.get(kind, name).origin}, which this spec "
+                                "does not list in plugins; add it to plugins = [...]")
+
+
 def _check_requires(settings, dataset: registry.Component):
     """A data set's own condition on data.d and its settings, for every value swept."""
     requires = dataset.declared("requires")
@@ -703,10 +718,17 @@ def load(spec, overrides=None) -> Spec:
     for key in flat:
         _check_known(key)
 
-    settings = {key: _resolve_setting(key, flat.get(key, s.default)) for key, s in schema().items()}
+    in_scope = lambda c: plugins.visible(c, plugin_names)
+    keys = [key for key in schema() if not (owners := registry.owners(key)) or any(map(in_scope, owners))]
+    settings = {key: _resolve_setting(key, flat.get(key, schema()[key].default)) for key in keys}
+    _check_in_scope(settings, flat, in_scope)
     arrays = _resolve_given(settings, flat, inline_arrays, base)
     seeds = _resolve_seeds(flat.get("seeds", DEFAULT_SEEDS))
     metric_names = _resolve_metrics(flat.get("metrics", list(DEFAULT_METRICS)))
+    for name in metric_names:
+        if not in_scope(registry.get("metric", name)):
+            raise SpecError(f"metrics: '{name}' is registered by {registry.get('metric', name).origin}, which this spec "
+                            "does not list in plugins; add it to plugins = [...]")
     _check_combinations(settings, metric_names)
     if plugin_names:
         plugins.check_shapes(settings)
@@ -730,12 +752,12 @@ def _selector_key(kind: str) -> str:
     return f"{registry.KINDS[kind].table}.{selector}" if selector else "metrics"
 
 
-def settings_table(prefix: str = "") -> list[dict]:
+def settings_table(prefix: str = "", *, builtin_only: bool = False) -> list[dict]:
     """Every setting, and every registered component, whose key starts with `prefix`, from
     the sources validation reads (`schema()` and the registry): rows of key, type, kind
     ('traced' or 'static'), default, allowed and doc. A component is a row
     `<the key that chooses it>: NAME` (`data.name: parity`, `metrics: margin`) of type
-    its kind. What `jaxgd settings` prints and the README's tables show."""
+    its kind. What `jaxgd settings` prints and (`builtin_only`) the README's tables show."""
     rows = [
         dict(key="seeds", type="int or list", kind="static", default=DEFAULT_SEEDS, allowed=SEEDS_ALLOWED,
              doc="random seeds: a count k (seeds 0..k-1) or a list"),
@@ -744,8 +766,20 @@ def settings_table(prefix: str = "") -> list[dict]:
         dict(key="plugins", type="list of str", kind="static", default=[], allowed="",
              doc="user files (relative to the spec) or modules that register components, loaded before validation"),
     ]
+    shown = lambda component: component.builtin or not builtin_only
+
+    def listed(setting: Setting) -> Setting:
+        """The setting with the choices shown (a component choice: only those shown)."""
+        if setting.names_a is None:
+            return setting
+        kept = [c for c in setting.choices
+                if c not in registry.names(setting.names_a) or shown(registry.get(setting.names_a, c))]
+        return dataclasses.replace(setting, choices=tuple(kept))
+
     rows += [dict(key=key, type=_type_name(s), kind="traced" if s.traced else "static", default=s.default,
-                  allowed=_allowed(s), doc=s.doc) for key, s in schema().items()]
+                  allowed=_allowed(listed(s)), doc=s.doc) for key, s in schema().items()
+             if not (owners := registry.owners(key)) or any(map(shown, owners))]
     rows += [dict(key=f"{_selector_key(kind)}: {name}", type=kind, kind="component", default=None, allowed="",
-                  doc=registry.get(kind, name).doc) for kind in registry.KINDS for name in registry.names(kind)]
+                  doc=registry.get(kind, name).doc) for kind in registry.KINDS for name in registry.names(kind)
+             if shown(registry.get(kind, name))]
     return [row for row in rows if row["key"].startswith(prefix)]
