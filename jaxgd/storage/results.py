@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import tomli_w
 
+from jaxgd.sweep import expressions
 from jaxgd.sweep import plan as planning
 from jaxgd.engine.outputs import Outputs
 from jaxgd.sweep.plan import Plan
@@ -50,6 +51,10 @@ def summary_table(plan: Plan, outputs: Outputs) -> pd.DataFrame:
     if plan.spec.escape:
         metric, threshold, relative = plan.spec.escape
         table["escape_step"] = escape_steps(outputs.steps, outputs.history[metric], threshold=threshold, relative=relative)
+    if plan.spec.settings["engine.stop_when"]:
+        metric, symbol, threshold = expressions.criterion(plan.spec.settings["engine.stop_when"], "engine.stop_when")
+        # The engine freezes a run at the first logged step meeting it and repeats that step's values.
+        table["stopped_step"] = first_step(outputs.steps, expressions.meets(outputs.history[metric], symbol, threshold))
     return table
 
 
@@ -58,9 +63,13 @@ def escape_steps(steps, values, *, threshold: float, relative: bool) -> pd.array
     (times their value at step 0 where relative); <NA> if they never do."""
     if relative:
         threshold = threshold * values[:, :1]
-    below = values < threshold
-    first = pd.array(steps[below.argmax(axis=1)], dtype="Int64")
-    first[~below.any(axis=1)] = pd.NA
+    return first_step(steps, values < threshold)
+
+
+def first_step(steps, where) -> pd.array:
+    """First logged step at which `where` (runs x logged steps) holds; <NA> if never."""
+    first = pd.array(steps[where.argmax(axis=1)], dtype="Int64")
+    first[~where.any(axis=1)] = pd.NA
     return first
 
 

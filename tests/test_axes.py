@@ -1,0 +1,105 @@
+"""Axes beyond the product (issue 13): vars and derived settings, zipped axes, early stopping."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import jaxgd
+from jaxgd.errors import SpecError
+from jaxgd.sweep import plan as planning
+from jaxgd.sweep import spec as specs
+
+from conftest import make_spec
+
+# Each run computed alone, so that runs of grids of different shapes compare bit for bit
+# (a vmapped chunk of another size may differ in the last bits).
+ALONE = {"strategy": "map"}
+
+
+def test_lr_in_units_of_the_initial_sharpness_gives_lr_sharpness_2c_at_step_0():
+    c = [0.25, 0.5, 0.9]
+    spec = make_spec(vars={"c": c}, metrics=["train_loss", "lr_sharpness"],
+                     model={"width": [8, 16]}, optimizer={"lr": {"expr": "c * 2 / sharpness0"}})
+    results = jaxgd.run(spec, progress=False)
+    start = results.history[results.history.step == 0]
+    assert len(start) == len(c) * 2 * 2
+    np.testing.assert_allclose(start.lr_sharpness, 2 * start.c, rtol=1e-4)
+    assert "c" in results.summary and "lr" not in results.summary  # lr is computed inside the program
+
+
+def test_a_setting_derived_from_vars_and_settings_is_a_column_and_equals_the_listed_run():
+    spec = make_spec(vars={"mult": [0.5, 1.0]}, model={"width": [4, 16]}, engine=ALONE,
+                     optimizer={"lr": {"expr": "mult * 0.4 / sqrt(width)"}})
+    derived = jaxgd.run(spec, progress=False).summary
+    np.testing.assert_allclose(derived.lr, derived.mult * 0.4 / np.sqrt(derived.width))
+    for row in derived.itertuples():
+        alone = jaxgd.run(make_spec(seeds=[row.seed], model={"width": row.width}, engine=ALONE,
+                                    optimizer={"lr": float(np.float32(row.lr))}), progress=False).summary
+        assert alone.final_train_loss[0] == row.final_train_loss
+
+
+def test_ntk0_and_a_chain_of_derived_settings():
+    spec = make_spec(vars={"c": 1.0}, metrics=["train_loss", "step_size"],
+                     optimizer={"lr": {"expr": "optimizer.lr_scale_a / ntk0"}, "lr_scale_a": {"expr": "c * 2"}})
+    results = jaxgd.run(spec, progress=False)
+    assert (results.summary.lr_scale_a == 2.0).all()
+    lr = results.history[results.history.step == 0].step_size.to_numpy()
+    assert np.all(np.isfinite(lr) & (lr > 0)) and len(set(lr)) == 2  # one per seed: the NTK of its own init
+
+
+@pytest.mark.parametrize("changes, words", [
+    (dict(optimizer={"lr": {"expr": "c * 2 / sharpness0"}}), "'c' is unknown"),
+    (dict(vars={"c": 1.0}, optimizer={"lr": {"expr": "__import__('os').system('true')"}}), "not allowed"),
+    (dict(vars={"c": 1.0}, optimizer={"lr": {"expr": "c *"}}), "not an expression"),
+    (dict(vars={"c": 1.0}, model={"width": {"expr": "c * 8"}}), "static"),
+    (dict(optimizer={"lr": {"expr": "optimizer.lr_scale_a"}, "lr_scale_a": {"expr": "lr * 2"}}), "cycle"),
+    (dict(model={"w_scale": {"expr": "sharpness0"}}), "initialization"),
+    (dict(vars={"lr": [1.0]}), "not a free name"),
+    (dict(zip=[["model.width", "optimizer.lr"]], model={"width": [4, 8]}, optimizer={"lr": [0.1, 0.2, 0.3]}),
+     "unequal length"),
+    (dict(zip=[["model.width", "optimizer.lr"]], model={"width": [4, 8]}), "not a swept setting"),
+    (dict(engine={"stop_when": "train_loss <"}), "expected NAME OP NUMBER"),
+    (dict(engine={"stop_when": "grad_norm < 1"}), "not one of the spec's metrics"),
+])
+def test_bad_axes_are_refused_before_compiling(changes, words, no_compile):
+    with pytest.raises(SpecError, match=words):
+        jaxgd.run(make_spec(**changes), progress=False)
+
+
+def test_a_zipped_sweep_has_one_run_per_position_and_seed_each_equal_to_the_product_grid_run():
+    widths, lrs = [4, 8, 16], [0.05, 0.1, 0.2]
+    zipped = jaxgd.run(make_spec(zip=[["model.width", "optimizer.lr"]], model={"width": widths},
+                                 optimizer={"lr": lrs}, engine=ALONE), progress=False).summary
+    product = jaxgd.run(make_spec(model={"width": widths}, optimizer={"lr": lrs}, engine=ALONE), progress=False).summary
+    assert len(zipped) == len(widths) * 2
+    assert list(zip(zipped.width, zipped.lr)) == [(w, lr) for w, lr in zip(widths, lrs) for _ in range(2)]
+    same = product.merge(zipped, on=["width", "lr", "seed"], suffixes=("", "_zipped"))
+    assert len(same) == len(zipped)
+    pd.testing.assert_series_equal(same.final_train_loss, same.final_train_loss_zipped, check_names=False)
+
+
+def test_zip_groups_vars_with_settings_and_the_spec_round_trips():
+    spec = specs.load(make_spec(vars={"c": [1.0, 2.0]}, zip=[["c", "optimizer.lr"]], optimizer={"lr": [0.1, 0.2]},
+                                model={"w_scale": {"expr": "c / 2"}}))
+    assert specs.load(spec.to_dict()) == spec
+    runs = planning.make(spec).runs
+    assert list(runs.columns) == ["run_id", "seed", "lr", "c", "w_scale"]
+    assert list(runs.c) == [1.0, 1.0, 2.0, 2.0] and list(runs.w_scale) == [0.5, 0.5, 1.0, 1.0]
+
+
+def test_early_stopping_keeps_the_history_up_to_the_stop_and_holds_the_values_after():
+    base = make_spec(steps=200, optimizer={"lr": [0.05, 0.5, 50.0]}, metrics=["train_loss", "test_loss", "sharpness"])
+    plain = jaxgd.run(base, progress=False).history
+    stopping = jaxgd.run(make_spec(**{**base, "engine": {"stop_when": "train_loss < 0.05"}}), progress=False)
+    summary, history = stopping.summary, stopping.history
+    assert summary.stopped_step.notna().any() and summary.stopped_step.isna().any()
+    for _, run in summary.iterrows():
+        mine, theirs = history[history.run_id == run.run_id], plain[plain.run_id == run.run_id]
+        last = run.stopped_step if pd.notna(run.stopped_step) else history.step.max()
+        before = mine.step <= last
+        pd.testing.assert_frame_equal(mine[before].reset_index(drop=True), theirs[before.to_numpy()].reset_index(drop=True),
+                                      check_exact=True)
+        if pd.notna(run.stopped_step):
+            held = mine[~before][["train_loss", "test_loss"]].to_numpy()
+            assert (held == mine[mine.step == last][["train_loss", "test_loss"]].to_numpy()).all()
+            assert run.final_train_loss < 0.05 and not run.diverged
