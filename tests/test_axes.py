@@ -1,11 +1,15 @@
 """Axes beyond the product (issue 13): vars and derived settings, zipped axes, early stopping."""
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
+import tomli_w
 
 import jaxgd
 from jaxgd.errors import SpecError
+from jaxgd.front import cli
 from jaxgd.sweep import plan as planning
 from jaxgd.sweep import spec as specs
 
@@ -103,3 +107,47 @@ def test_early_stopping_keeps_the_history_up_to_the_stop_and_holds_the_values_af
             held = mine[~before][["train_loss", "test_loss"]].to_numpy()
             assert (held == mine[mine.step == last][["train_loss", "test_loss"]].to_numpy()).all()
             assert run.final_train_loss < 0.05 and not run.diverged
+
+
+def test_the_edge_found_by_bisection_agrees_with_a_dense_grid_at_a_fifth_of_the_runs(tmp_path):
+    quickstart = Path(__file__).parents[1] / "sweeps" / "quickstart.toml"
+    tol, decades = 0.1, (-4, 1)
+    smaller = {"model.width": [8, 64], "seeds": 2}
+    found = jaxgd.edge(quickstart, axis="optimizer.lr", tol=tol, out=tmp_path, overrides=smaller, progress=False)
+    dense = jaxgd.run(quickstart, overrides={**smaller, "optimizer.lr": {"logspace": [*decades, 51]}},
+                      progress=False, plots=False).summary
+    first_failure = dense[dense.diverged].groupby(["width", "seed"]).lr.min()
+    read = dense[~dense.diverged].join(first_failure.rename("fails"), on=["width", "seed"])
+    read = read[read.lr < read.fails].groupby(["width", "seed"]).lr.max()
+    both = found.join(read.rename("dense"), on=["width", "seed"])
+    assert len(both) == 4 and both.dense.notna().all()
+    assert (np.abs(np.log10(both.boundary / both.dense)) <= tol + 1e-9).all()
+    assert (np.log10(both.bracket_high / both.boundary) <= tol + 1e-9).all()
+    assert found.attrs["stats"]["runs"] <= len(dense) / 5 and found.attrs["stats"]["dense_runs"] == len(dense)
+    assert (tmp_path / "edge.parquet").is_file() and (tmp_path / "edge.png").is_file()
+
+    # A killed search resumes: the rounds saved are not trained again, and the result is the same.
+    for saved in sorted((tmp_path / "edge_rounds").iterdir())[3:]:
+        saved.unlink()
+    trained = []
+    with pytest.MonkeyPatch.context() as patch:
+        execute = jaxgd.engine.dispatch.execute
+        patch.setattr(jaxgd.engine.dispatch, "execute", lambda plan, **kw: trained.append(plan.n_runs) or execute(plan, **kw))
+        again = jaxgd.edge(quickstart, axis="optimizer.lr", tol=tol, out=tmp_path, overrides=smaller, progress=False)
+    assert len(trained) == found.attrs["stats"]["rounds"] - 3
+    pd.testing.assert_frame_equal(again, found)
+
+
+def test_edge_refuses_an_axis_that_is_not_a_swept_float(no_compile, tmp_path):
+    with pytest.raises(SpecError, match="swept float setting"):
+        jaxgd.edge(make_spec(), axis="optimizer.lr", out=tmp_path)
+    with pytest.raises(SpecError, match="criterion"):
+        jaxgd.edge(make_spec(optimizer={"lr": [0.1, 1.0]}), axis="optimizer.lr", criterion="final_loss <")
+
+
+def test_the_edge_command_writes_its_table_and_says_what_it_saved(tmp_path, capsys):
+    spec = tmp_path / "tiny.toml"
+    spec.write_text(tomli_w.dumps(make_spec(optimizer={"lr": [0.01, 100.0]})))
+    assert cli.main(["edge", str(spec), "--axis", "optimizer.lr", "--tol", "0.5", "--out", str(tmp_path / "e")]) == 0
+    assert len(pd.read_parquet(tmp_path / "e" / "edge.parquet")) == 2
+    assert "where a dense grid at that resolution takes 18" in capsys.readouterr().err

@@ -431,8 +431,12 @@ def _resolve_zip(raw, settings, variables) -> tuple[tuple[str, ...], ...]:
     return tuple(groups)
 
 
-def _check_stop_when(settings, metric_names):
-    """engine.stop_when: a criterion on one of the spec's metrics."""
+def _check_stop_when(settings, metric_names, derived):
+    """engine.stop_when: a criterion on one of the spec's metrics, in the XLA loop (as are
+    settings derived at initialization)."""
+    if settings["engine.kernel"] == "fused" and (settings["engine.stop_when"] or any(d.at_init for d in derived)):
+        raise SpecError("engine.kernel: got 'fused', which computes neither engine.stop_when nor settings derived "
+                        f"from {', '.join(INIT_QUANTITIES)}; expected 'xla'")
     if settings["engine.stop_when"]:
         metric, _, _ = expressions.criterion(settings["engine.stop_when"], "engine.stop_when")
         if metric not in metric_names:
@@ -878,7 +882,7 @@ def load(spec, overrides=None) -> Spec:
     seeds = _resolve_seeds(flat.get("seeds", DEFAULT_SEEDS))
     metric_names = _resolve_metrics(flat.get("metrics", list(DEFAULT_METRICS)))
     _check_combinations(settings, metric_names)
-    _check_stop_when(settings, metric_names)
+    _check_stop_when(settings, metric_names, derived)
     if plugin_names:
         plugins.check_shapes(settings)
     resolved = Spec(settings=settings, seeds=seeds, metrics=metric_names, plot={}, given=arrays, plugins=plugin_names,

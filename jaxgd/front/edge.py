@@ -1,0 +1,174 @@
+"""Boundary search: `jaxgd.edge(spec, axis="optimizer.lr")` finds, for every combination
+of the other swept settings and every seed, the largest value on the axis's range whose
+run does not diverge (or meets a summary criterion), by bisection in log space: each
+round trains every unfinished combination's midpoint as one batch of runs. A round's
+outcome is saved in `out` as it finishes, so a killed search resumes where it stopped."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from jaxgd.engine import dispatch, host
+from jaxgd.errors import SpecError
+from jaxgd.storage import compile_cache
+from jaxgd.storage.results import summary_table
+from jaxgd.sweep import expressions
+from jaxgd.sweep import plan as planning
+from jaxgd.sweep import spec as specs
+
+EDGE_FILE, FIGURE_FILE, ROUNDS_DIR, SEARCH_FILE = "edge.parquet", "edge.png", "edge_rounds", "edge_search.json"
+DEFAULT_TOL = 0.01  # decades
+
+
+def axis_range(spec: specs.Spec, axis: str) -> tuple[float, float]:
+    """The smallest and largest value of a swept positive float setting, not zipped."""
+    values = spec.settings.get(axis)
+    if not isinstance(values, list) or not specs.schema()[axis].traced:
+        swept = [k for k in spec.swept if specs.schema()[k].traced]
+        raise SpecError(f"edge --axis: got {axis!r}; expected a swept float setting of the spec: {', '.join(swept) or 'none'}")
+    if any(axis in group for group in spec.zip) or min(values) <= 0 or len(values) < 2:
+        raise SpecError(f"edge --axis {axis}: expected at least two positive values, not zipped (the search is in log space)")
+    return min(values), max(values)
+
+
+def passing(criterion: str | None):
+    """summary table -> which runs pass: not diverged, or meeting `criterion` on a summary column."""
+    if criterion is None:
+        return lambda summary: ~summary.diverged.to_numpy()
+    column, symbol, threshold = expressions.criterion(criterion, "edge --criterion")
+
+    def meets(summary):
+        if column not in summary:
+            raise SpecError(f"edge --criterion: no summary column {column!r}; the summary has {', '.join(summary.columns)}")
+        return np.asarray(expressions.meets(summary[column].to_numpy(float), symbol, threshold))
+
+    return meets
+
+
+class Rounds:
+    """Each round's outcome (which runs passed) in out/edge_rounds, so a killed search
+    replays the rounds it finished; a different search in the same folder is refused."""
+
+    def __init__(self, out: Path | None, search: dict):
+        self.out = out
+        if out is None:
+            return
+        out.mkdir(parents=True, exist_ok=True)
+        (out / ROUNDS_DIR).mkdir(exist_ok=True)
+        saved = out / SEARCH_FILE
+        if saved.is_file() and json.loads(saved.read_text()) != search:
+            raise SpecError(f"{out} holds another search ({saved}); give another --out or remove it")
+        saved.write_text(json.dumps(search, indent=1))
+
+    def outcome(self, index: int, values: np.ndarray, train) -> np.ndarray:
+        """Whether each run of round `index` (its axis values) passed: saved, or trained now."""
+        path = None if self.out is None else self.out / ROUNDS_DIR / f"round_{index:03d}.parquet"
+        if path is not None and path.is_file():
+            saved = pd.read_parquet(path)
+            if np.array_equal(saved["value"].to_numpy(), values):
+                return saved["passed"].to_numpy()
+        passed = train(values)
+        if path is not None:
+            tmp = path.with_suffix(".tmp")
+            pd.DataFrame({"value": values, "passed": passed}).to_parquet(tmp, index=False)
+            tmp.replace(path)
+        return passed
+
+
+def edge(spec, *, axis: str, criterion: str | None = None, tol: float = DEFAULT_TOL, out=None, overrides=None,
+         progress: bool = True) -> pd.DataFrame:
+    """The boundary on `axis` for every combination of the other swept settings and every
+    seed: one row with `boundary` (the largest value found to pass; NaN if the range's
+    smallest fails), `bracket_high` (the smallest value found to fail: the boundary lies
+    between them; NaN if the range's largest passes) and `rounds`. With `out`, writes edge.parquet and edge.png there and resumes a killed
+    search. `stats` in the table's attrs: runs used, and a dense grid's count at `tol`."""
+    host.use_all_cores()
+    compile_cache.configure(None)  # the rounds have the same shapes: one compilation serves them all
+    resolved = specs.load(spec, overrides)
+    low, high = axis_range(resolved, axis)
+    if not tol > 0:
+        raise SpecError(f"edge --tol: got {tol!r}; expected decades > 0")
+    passes = passing(criterion)
+    out = None if out is None else Path(out)
+    rounds = Rounds(out, {"spec": json.loads(json.dumps(resolved.to_dict(), default=str)), "axis": axis,
+                          "criterion": criterion, "tol": tol})
+    others = dataclasses.replace(resolved, settings={**resolved.settings, axis: low})
+    combos = planning.with_seeds(planning.grid_points(others), resolved.seeds)
+
+    def train(rows, values):
+        """One batch of runs: combination rows[i] at axis value values[i]; which passed."""
+        grid = combos.iloc[rows].reset_index(drop=True)
+        grid.insert(len(grid.columns) - 1, axis, values)
+        grid = planning.with_derived(resolved, grid.drop(columns="seed")).assign(seed=grid.seed.to_numpy())
+        plan = planning.from_grid(resolved, grid)
+        return passes(summary_table(plan, dispatch.execute(plan, progress=progress)))
+
+    # Round 0 tries both ends of the range; then each round halves every open bracket (in log10).
+    n = len(combos)
+    ends = rounds.outcome(0, np.repeat([low, high], n), lambda values: train(np.tile(np.arange(n), 2), values))
+    good = np.where(ends[:n], math.log10(low), np.nan)
+    good = np.where(ends[n:], math.log10(high), good)
+    bad = np.where(ends[n:], np.nan, np.where(ends[:n], math.log10(high), math.log10(low)))
+    taken, used, index = np.ones(n, int), 2 * n, 0
+    while True:
+        todo = np.flatnonzero(bad - good > tol)  # NaN (no bracket) compares False
+        if not len(todo):
+            break
+        index += 1
+        middle = (good[todo] + bad[todo]) / 2
+        passed = rounds.outcome(index, 10.0 ** middle, lambda values: train(todo, values))
+        good[todo] = np.where(passed, middle, good[todo])
+        bad[todo] = np.where(passed, bad[todo], middle)
+        taken[todo] += 1
+        used += len(todo)
+
+    table = combos.rename(columns=others.columns).assign(boundary=10.0 ** good, bracket_high=10.0 ** bad, rounds=taken)
+    dense = n * (math.ceil(round(math.log10(high / low) / tol, 9)) + 1)
+    table.attrs["stats"] = {"runs": int(used), "dense_runs": int(dense), "rounds": index + 1, "axis": axis,
+                            "column": resolved.columns[axis], "criterion": criterion or "not diverged", "tol": tol}
+    if out is not None:
+        table.to_parquet(out / EDGE_FILE, index=False)
+        figure(table).savefig(out / FIGURE_FILE, dpi=120)
+    if progress:
+        print(closing_line(table), file=sys.stderr)
+    return table
+
+
+def closing_line(table: pd.DataFrame) -> str:
+    s = table.attrs["stats"]
+    return (f"jaxgd edge: {len(table):,} boundaries on {s['axis']} ({s['criterion']}) to {s['tol']:g} decades in "
+            f"{s['rounds']} rounds: {s['runs']:,} runs, where a dense grid at that resolution takes {s['dense_runs']:,}")
+
+
+def figure(table: pd.DataFrame) -> Figure:
+    """The boundary against the first other swept setting: the median over seeds, the
+    band from the smallest to the largest seed's; one line per value of the other settings."""
+    stats = table.attrs["stats"]
+    settings = [c for c in table.columns if c not in ("seed", "boundary", "bracket_high", "rounds")]
+    fig = Figure(figsize=(5.5, 4))
+    ax = fig.add_subplot()
+    x = settings[0] if settings else "seed"
+    lines = table.groupby(settings[1:], sort=False) if len(settings) > 1 else [(None, table)]
+    for label, rows in lines:
+        by_x = rows.groupby(x, sort=True).boundary
+        line = ax.plot(by_x.median().index, by_x.median(), marker="o",
+                       label=None if label is None else f"{', '.join(settings[1:])} = {label}")[0]
+        ax.fill_between(by_x.median().index, by_x.min(), by_x.max(), color=line.get_color(), alpha=0.2)
+    if pd.api.types.is_numeric_dtype(table[x]) and (table[x] > 0).all() and table[x].nunique() > 2:
+        ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(x)
+    ax.set_ylabel(f"largest {stats['column']} ({stats['criterion']})")
+    ax.set_title(f"edge: median over seeds, band min-max ({stats['runs']:,} runs)", fontsize=9)
+    if len(settings) > 1:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
