@@ -151,3 +151,44 @@ def test_the_edge_command_writes_its_table_and_says_what_it_saved(tmp_path, caps
     assert cli.main(["edge", str(spec), "--axis", "optimizer.lr", "--tol", "0.5", "--out", str(tmp_path / "e")]) == 0
     assert len(pd.read_parquet(tmp_path / "e" / "edge.parquet")) == 2
     assert "where a dense grid at that resolution takes 18" in capsys.readouterr().err
+
+
+DESIGN = dict(design="sobol", samples=8, model={"width": [4, 8]}, engine={"chunk_size": 2},
+              vars={"c": {"logspace": [-1, 0, 3]}}, optimizer={"lr": {"expr": "c * 0.5"}},
+              data={"noise": {"linspace": [0.0, 0.2, 3]}})
+
+
+def test_a_sobol_design_samples_its_ranges_and_is_identical_when_re_run_and_resumed(tmp_path):
+    runs = planning.make(specs.load(make_spec(**DESIGN))).runs
+    assert len(runs) == 8 * 2 * 2 and runs.groupby("width").c.nunique().eq(8).all()
+    assert runs.c.between(0.1, 1).all() and runs.noise.between(0, 0.2).all()
+    # Sobol points are balanced: of the first 8, one in each eighth of log c.
+    assert sorted(np.floor(8 * -np.log10(runs.c[runs.width == 4].unique())).astype(int)) == list(range(8))
+    first = jaxgd.run(make_spec(**DESIGN), out=tmp_path, progress=False, plots=False).summary
+    for part in sorted((tmp_path / "parts").glob("r*.npz"))[::2]:
+        part.unlink()
+    (tmp_path / "summary.parquet").unlink()
+    resumed = jaxgd.resume(tmp_path, progress=False, plots=False).summary
+    again = jaxgd.run(make_spec(**DESIGN), progress=False).summary
+    pd.testing.assert_frame_equal(resumed, first, check_exact=True)
+    pd.testing.assert_frame_equal(again, first, check_exact=True)
+
+
+def test_sobol_points_are_those_of_scipy_shifted():
+    qmc = pytest.importorskip("scipy.stats.qmc")
+    from jaxgd.sweep import designs
+
+    zero = type("Zero", (), {"integers": lambda self, low, high, n, dtype: np.zeros(n, dtype)})()
+    unshifted = designs.sobol(256, designs.MAX_DIMENSIONS, zero)
+    np.testing.assert_array_equal(unshifted, qmc.Sobol(designs.MAX_DIMENSIONS, scramble=False).random(256))
+
+
+@pytest.mark.parametrize("changes, words", [
+    (dict(design="latin", samples=4), "expected 'grid'"),
+    (dict(design="random"), "samples: got None"),
+    (dict(samples=4), "need design"),
+    (dict(design="random", samples=4), "no float setting or var is a range"),
+])
+def test_bad_designs_are_refused_before_compiling(changes, words, no_compile):
+    with pytest.raises(SpecError, match=words):
+        jaxgd.run(make_spec(**changes), progress=False)

@@ -30,6 +30,8 @@ DEFAULT_TOL = 0.01  # decades
 
 def axis_range(spec: specs.Spec, axis: str) -> tuple[float, float]:
     """The smallest and largest value of a swept positive float setting, not zipped."""
+    if spec.design:
+        raise SpecError(f"edge: got design = {spec.design.kind!r}; the search needs a grid (design = 'grid') to bisect in")
     values = spec.settings.get(axis)
     if not isinstance(values, list) or not specs.schema()[axis].traced:
         swept = [k for k in spec.swept if specs.schema()[k].traced]

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from jaxgd.science import registry
+from jaxgd.sweep import designs
 from jaxgd.errors import SizeError, SpecError
 from jaxgd.sweep.spec import TABLES, VAR_PREFIX, Spec, logged_steps, schema
 
@@ -254,15 +255,29 @@ def axis_values(spec: Spec, axis: str) -> list:
     return spec.vars[axis.removeprefix(VAR_PREFIX)] if axis.startswith(VAR_PREFIX) else spec.settings[axis]
 
 
+def design_points(spec: Spec) -> tuple[tuple[str, ...], list[tuple]]:
+    """The sampled axes of the spec's random design and its points, in their ranges."""
+    design = spec.design
+    unit = designs.unit_points(design.kind, design.samples, len(design.ranges), design.seed)
+    columns = []
+    for u, one in zip(unit.T, design.ranges):
+        low, high, log = design.bounds(one)
+        columns.append(10.0 ** (np.log10(low) + u * np.log10(high / low)) if log else low + u * (high - low))
+    return tuple(axis for axis, _, _ in design.ranges), [tuple(map(float, row)) for row in zip(*columns)]
+
+
 def grid_points(spec: Spec) -> pd.DataFrame:
     """One row per point of the grid (without seeds), a column per axis: the product of
-    the axes, where the axes of a zip group count as one that moves them together."""
+    the axes, where the axes of a zip group, or those a random design samples, count as
+    one that moves them together."""
     zipped = {axis: group for group in spec.zip for axis in group}
+    sampled = design_points(spec) if spec.design else ((), [])
+    zipped.update({axis: sampled[0] for axis in sampled[0]})
     factors = []  # each a group of axes and its rows of values
     for axis in spec.axes:
         group = zipped.get(axis, (axis,))
         if group[0] == axis:
-            factors.append((group, list(zip(*(axis_values(spec, a) for a in group)))))
+            factors.append((group, sampled[1] if group == sampled[0] else list(zip(*(axis_values(spec, a) for a in group)))))
     rows = [sum(row, ()) for row in itertools.product(*(values for _, values in factors))]
     return pd.DataFrame(rows, columns=[a for group, _ in factors for a in group])[spec.axes]
 

@@ -167,7 +167,9 @@ def schema() -> dict[str, Setting]:
 
 
 TABLES = ("data", "model", "optimizer", "loss", "measure", "engine", "plot")
-TOP_LEVEL = ("name", "seeds", "steps", "log_every", "dtype", "metrics", "summary_steps", "plugins", "vars", "zip") + TABLES
+DESIGN_KEYS = ("design", "samples", "design_seed")
+TOP_LEVEL = ("name", "seeds", "steps", "log_every", "dtype", "metrics", "summary_steps", "plugins", "vars", "zip",
+             *DESIGN_KEYS) + TABLES
 SWEEP_FORMS = ("linspace", "logspace", "geomspace")
 REDUCERS = ("median", "mean", "min", "max")
 PHASE_KEYS = {"x": None, "y": None, "value": None, "reduce": "median", "select": None, "file": None}
@@ -431,6 +433,51 @@ def _resolve_zip(raw, settings, variables) -> tuple[tuple[str, ...], ...]:
     return tuple(groups)
 
 
+@dataclasses.dataclass(frozen=True)
+class Design:
+    """design = "sobol" | "random" with samples = N: N points drawn in the ranges of the
+    swept float settings and vars given as ranges (log-uniform for logspace and
+    geomspace), from design_seed; other swept settings stay a product with them."""
+
+    kind: str
+    samples: int
+    seed: int
+    ranges: tuple[tuple[str, str, tuple], ...]  # (axis, form, [start, stop, count]) as written
+
+    def bounds(self, axis_form_args) -> tuple[float, float, bool]:
+        """(low, high, log) of one range."""
+        _, form, (start, stop, _) = axis_form_args
+        if form == "logspace":
+            return 10.0 ** start, 10.0 ** stop, True
+        return float(start), float(stop), form == "geomspace"
+
+
+def _range_form(value) -> str | None:
+    return next(iter(value)) if isinstance(value, dict) and len(value) == 1 and next(iter(value)) in SWEEP_FORMS else None
+
+
+def _resolve_design(raw: dict, flat, raw_vars, zipped) -> Design | None:
+    """The random design, if any: its kind, sample count, seed and the ranges it samples."""
+    kind, samples, seed = raw.get("design", "grid"), raw.get("samples"), raw.get("design_seed", 0)
+    if kind == "grid":
+        if samples is not None or "design_seed" in raw:
+            raise SpecError("samples, design_seed: need design = 'sobol' or 'random'")
+        return None
+    if kind not in ("sobol", "random"):
+        raise SpecError(f"design: got {kind!r}; expected 'grid' (the default), 'sobol' or 'random'")
+    for key, value, minimum in (("samples", samples, 1), ("design_seed", seed, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise SpecError(f"{key}: got {value!r}; expected an integer >= {minimum}")
+    ranges = [(k, _range_form(v), tuple(v[_range_form(v)])) for k, v in flat.items() if _range_form(v) and schema()[k].traced]
+    ranges += [(VAR_PREFIX + k, _range_form(v), tuple(v[_range_form(v)])) for k, v in raw_vars.items() if _range_form(v)]
+    if not ranges:
+        raise SpecError(f"design = {kind!r}: no float setting or var is a range ({', '.join(SWEEP_FORMS)}) to sample")
+    zipped_ranges = [axis for axis, _, _ in ranges if any(axis in group for group in zipped)]
+    if zipped_ranges:
+        raise SpecError(f"zip: {', '.join(zipped_ranges)} are sampled by design = {kind!r}; they cannot be zipped")
+    return Design(kind, samples, seed, tuple(ranges))
+
+
 def _check_stop_when(settings, metric_names, derived):
     """engine.stop_when: a criterion on one of the spec's metrics, in the XLA loop (as are
     settings derived at initialization)."""
@@ -679,6 +726,7 @@ class Spec:
     vars: dict[str, list[float]] = dataclasses.field(default_factory=dict)  # [vars]: free swept variables
     derived: tuple[Derived, ...] = ()  # settings given as {expr = ...}, each after those it reads
     zip: tuple[tuple[str, ...], ...] = ()  # axes that move together
+    design: Design | None = None  # a random design instead of a grid over the ranges
 
     @property
     def name(self) -> str:
@@ -719,6 +767,11 @@ class Spec:
             out["vars"] = dict(self.vars)
         if self.zip:
             out["zip"] = [list(group) for group in self.zip]
+        if self.design:
+            out.update(design=self.design.kind, samples=self.design.samples, design_seed=self.design.seed)
+            for axis, form, args in self.design.ranges:  # as written: the design samples the range, not its points
+                table, _, leaf = axis.rpartition(".")
+                out[table][leaf] = {form: list(args)}
         if self.settings["data.name"] == "inline":
             out["data"].update({k: a.tolist() for k, a in zip(given.ARRAY_NAMES, self.given.arrays)})
         if any(self.plot.values()):
@@ -863,7 +916,9 @@ def load(spec, overrides=None) -> Spec:
     plugin_names = plugins.load(raw.pop("plugins", []), base)
     flat = _flatten(raw)
     plot_raw = flat.pop("plot", None)
-    variables = _resolve_vars(flat.pop("vars", {}))
+    raw_vars = flat.pop("vars", {})
+    variables = _resolve_vars(raw_vars)
+    design_raw = {k: flat.pop(k) for k in DESIGN_KEYS if k in flat}
     zip_raw = flat.pop("zip", [])
     inline_arrays = {k: flat.pop(f"data.{k}") for k in given.ARRAY_NAMES if f"data.{k}" in flat}
     for key, value in parse_overrides(overrides).items():
@@ -878,6 +933,7 @@ def load(spec, overrides=None) -> Spec:
     settings = {key: _resolve_setting(key, flat.get(key, s.default)) for key, s in schema().items()}
     derived = _resolve_derived(exprs, variables)
     zipped = _resolve_zip(zip_raw, settings, variables)
+    design = _resolve_design(design_raw, flat, raw_vars if isinstance(raw_vars, dict) else {}, zipped)
     arrays = _resolve_given(settings, flat, inline_arrays, base)
     seeds = _resolve_seeds(flat.get("seeds", DEFAULT_SEEDS))
     metric_names = _resolve_metrics(flat.get("metrics", list(DEFAULT_METRICS)))
@@ -886,7 +942,7 @@ def load(spec, overrides=None) -> Spec:
     if plugin_names:
         plugins.check_shapes(settings)
     resolved = Spec(settings=settings, seeds=seeds, metrics=metric_names, plot={}, given=arrays, plugins=plugin_names,
-                    vars=variables, derived=derived, zip=zipped)
+                    vars=variables, derived=derived, zip=zipped, design=design)
     plot = _resolve_plot(plot_raw, settings, resolved.columns, metric_names)
     return dataclasses.replace(resolved, plot=plot)
 
