@@ -17,9 +17,10 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from jaxgd.engine import dispatch, host
+from jaxgd.front import plot
 from jaxgd.errors import SpecError
 from jaxgd.storage import compile_cache
-from jaxgd.storage.results import summary_table
+from jaxgd.storage.results import SUMMARY_FILE, summary_table
 from jaxgd.sweep import expressions
 from jaxgd.sweep import plan as planning
 from jaxgd.sweep import spec as specs
@@ -28,14 +29,21 @@ EDGE_FILE, FIGURE_FILE, ROUNDS_DIR, SEARCH_FILE = "edge.parquet", "edge.png", "e
 DEFAULT_TOL = 0.01  # decades
 
 
+def axis_key(spec: specs.Spec, axis: str) -> str:
+    """The axis as the plan names it: a dotted key, or `vars.c` for a var `c`."""
+    var = axis.removeprefix(specs.VAR_PREFIX)
+    return specs.VAR_PREFIX + var if var in spec.vars else axis
+
+
 def axis_range(spec: specs.Spec, axis: str) -> tuple[float, float]:
-    """The smallest and largest value of a swept positive float setting, not zipped."""
+    """The smallest and largest value of a var or swept positive float setting, not zipped."""
     if spec.design:
         raise SpecError(f"edge: got design = {spec.design.kind!r}; the search needs a grid (design = 'grid') to bisect in")
-    values = spec.settings.get(axis)
-    if not isinstance(values, list) or not specs.schema()[axis].traced:
-        swept = [k for k in spec.swept if specs.schema()[k].traced]
-        raise SpecError(f"edge --axis: got {axis!r}; expected a swept float setting of the spec: {', '.join(swept) or 'none'}")
+    if axis not in spec.axes or not planning.is_traced(axis):
+        floats = [k.removeprefix(specs.VAR_PREFIX) for k in spec.axes if planning.is_traced(k)]
+        raise SpecError(f"edge --axis: got {axis!r}; expected a var or a swept float setting of the spec: "
+                        f"{', '.join(floats) or 'none'}")
+    values = planning.axis_values(spec, axis)
     if any(axis in group for group in spec.zip) or min(values) <= 0 or len(values) < 2:
         raise SpecError(f"edge --axis {axis}: expected at least two positive values, not zipped (the search is in log space)")
     return min(values), max(values)
@@ -95,6 +103,7 @@ def edge(spec, *, axis: str, criterion: str | None = None, tol: float = DEFAULT_
     host.use_all_cores()
     compile_cache.configure(None)  # the rounds have the same shapes: one compilation serves them all
     resolved = specs.load(spec, overrides)
+    axis = axis_key(resolved, axis)
     low, high = axis_range(resolved, axis)
     if not tol > 0:
         raise SpecError(f"edge --tol: got {tol!r}; expected decades > 0")
@@ -102,7 +111,8 @@ def edge(spec, *, axis: str, criterion: str | None = None, tol: float = DEFAULT_
     out = None if out is None else Path(out)
     rounds = Rounds(out, {"spec": json.loads(json.dumps(resolved.to_dict(), default=str)), "axis": axis,
                           "criterion": criterion, "tol": tol})
-    others = dataclasses.replace(resolved, settings={**resolved.settings, axis: low})
+    others = dataclasses.replace(resolved, settings={**resolved.settings, axis: low}) if axis in resolved.settings else \
+        dataclasses.replace(resolved, vars={k: v for k, v in resolved.vars.items() if specs.VAR_PREFIX + k != axis})
     combos = planning.with_seeds(planning.grid_points(others), resolved.seeds)
 
     def train(rows, values):
@@ -139,6 +149,7 @@ def edge(spec, *, axis: str, criterion: str | None = None, tol: float = DEFAULT_
     if out is not None:
         table.to_parquet(out / EDGE_FILE, index=False)
         figure(table).savefig(out / FIGURE_FILE, dpi=120)
+        over_phase_diagrams(table, resolved, out)
     if progress:
         print(closing_line(table), file=sys.stderr)
     return table
@@ -146,24 +157,43 @@ def edge(spec, *, axis: str, criterion: str | None = None, tol: float = DEFAULT_
 
 def closing_line(table: pd.DataFrame) -> str:
     s = table.attrs["stats"]
-    return (f"jaxgd edge: {len(table):,} boundaries on {s['axis']} ({s['criterion']}) to {s['tol']:g} decades in "
+    return (f"jaxgd edge: {len(table):,} boundaries on {s['column']} ({s['criterion']}) to {s['tol']:g} decades in "
             f"{s['rounds']} rounds: {s['runs']:,} runs, where a dense grid at that resolution takes {s['dense_runs']:,}")
 
 
-def figure(table: pd.DataFrame) -> Figure:
-    """The boundary against the first other swept setting: the median over seeds, the
-    band from the smallest to the largest seed's; one line per value of the other settings."""
+def over_phase_diagrams(table: pd.DataFrame, spec: specs.Spec, out: Path) -> None:
+    """In the folder of a `jaxgd run` of the same spec: each of its phase diagrams whose y
+    is the axis, the boundary drawn over it (edge_<file>.png)."""
+    if not (out / SUMMARY_FILE).is_file():
+        return
+    summary = pd.read_parquet(out / SUMMARY_FILE)
+    for p in spec.plot["phase_diagram"]:
+        if p["y"] == table.attrs["stats"]["column"] and p["x"] in table and not p["select"]:
+            fig = plot.phase_diagram(summary, p["x"], p["y"], p["value"], p["reduce"])
+            figure(table, x=p["x"], ax=fig.axes[0])
+            fig.savefig(out / f"edge_{p['file']}", dpi=120)
+
+
+def figure(table: pd.DataFrame, x: str | None = None, ax=None) -> Figure:
+    """The boundary against `x` (default: the first other swept setting): the median over
+    seeds, the band from the smallest to the largest seed's; one line per value of the
+    other settings. With `ax`, drawn over it (a phase diagram)."""
     stats = table.attrs["stats"]
     settings = [c for c in table.columns if c not in ("seed", "boundary", "bracket_high", "rounds")]
-    fig = Figure(figsize=(5.5, 4))
-    ax = fig.add_subplot()
-    x = settings[0] if settings else "seed"
+    fig = Figure(figsize=(5.5, 4)) if ax is None else ax.figure
+    over = ax is not None
+    ax = ax or fig.add_subplot()
+    x = x or (settings[0] if settings else "seed")
+    settings = [x] + [c for c in settings if c != x]
     lines = table.groupby(settings[1:], sort=False) if len(settings) > 1 else [(None, table)]
     for label, rows in lines:
         by_x = rows.groupby(x, sort=True).boundary
-        line = ax.plot(by_x.median().index, by_x.median(), marker="o",
-                       label=None if label is None else f"{', '.join(settings[1:])} = {label}")[0]
-        ax.fill_between(by_x.median().index, by_x.min(), by_x.max(), color=line.get_color(), alpha=0.2)
+        line = ax.plot(by_x.median().index, by_x.median(), marker="o", color="white" if over else None,
+                       label=f"edge ({stats['criterion']})" if label is None else f"{', '.join(settings[1:])} = {label}")[0]
+        ax.fill_between(by_x.median().index, by_x.min(), by_x.max(), color=line.get_color(), alpha=0.3)
+    if over:  # beside the phase diagram's own legend entries
+        ax.legend(handles=[*(ax.get_legend().legend_handles if ax.get_legend() else []), line], fontsize=8, loc="lower left")
+        return fig
     if pd.api.types.is_numeric_dtype(table[x]) and (table[x] > 0).all() and table[x].nunique() > 2:
         ax.set_xscale("log")
     ax.set_yscale("log")
