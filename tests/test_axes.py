@@ -28,7 +28,10 @@ def test_lr_in_units_of_the_initial_sharpness_gives_lr_sharpness_2c_at_step_0():
     start = results.history[results.history.step == 0]
     assert len(start) == len(c) * 2 * 2
     np.testing.assert_allclose(start.lr_sharpness, 2 * start.c, rtol=1e-4)
-    assert "c" in results.summary and "lr" not in results.summary  # lr is computed inside the program
+    # The tables hold the var and the lr each run computed from its own initialization.
+    assert list(results.summary.columns[:5]) == ["run_id", "seed", "width", "c", "lr"]
+    np.testing.assert_array_equal(results.summary.lr, start.lr)
+    assert results.summary.groupby("c").lr.nunique().eq(4).all()
 
 
 def test_a_setting_derived_from_vars_and_settings_is_a_column_and_equals_the_listed_run():

@@ -162,7 +162,8 @@ def measure(cfg: Config, run: Science, s: metrics.Snapshot) -> dict[str, jax.Arr
 
 def train_run(static: Static, hyper: dict, seed):
     """One run: returns its metrics at every logged step ({name: (n_logs,)}; NaN from
-    the divergence on) and its diverged_step (-1 if it never diverged)."""
+    the divergence on), with the settings derived at initialization, and its
+    diverged_step (-1 if it never diverged)."""
     cfg = Config(static, hyper)
     start = setup(cfg, seed)
     cfg = with_settings_at_init(cfg, start)
@@ -270,4 +271,5 @@ def train_run(static: Static, hyper: dict, seed):
     )
     intervals = (jnp.asarray(steps, jnp.int32), jnp.asarray(next_steps, jnp.int32))
     state, history = jax.lax.scan(log_then_advance, state, intervals)
+    history.update({d.key: jnp.full(len(steps), cfg.value(d.key), cfg.dtype) for d in settings_at_init(cfg)})
     return history, state.diverged_step

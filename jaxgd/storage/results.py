@@ -27,14 +27,23 @@ HISTORY_FILE, SUMMARY_FILE, SPEC_FILE, STATS_FILE = (
 def history_table(plan: Plan, outputs: Outputs) -> pd.DataFrame:
     n_logs = len(outputs.steps)
     table = plan.runs.loc[plan.runs.index.repeat(n_logs)].reset_index(drop=True)
+    for key, column in settings_at_init(plan).items():
+        table[column] = outputs.history[key].reshape(-1)
     table["step"] = np.tile(outputs.steps, plan.n_runs)
-    for name, values in outputs.history.items():
-        table[name] = values.reshape(-1)
+    for name in plan.spec.metrics:
+        table[name] = outputs.history[name].reshape(-1)
     return table
+
+
+def settings_at_init(plan: Plan) -> dict[str, str]:
+    """The column of each setting the program derived at initialization (in outputs.history)."""
+    return {d.key: plan.spec.columns[d.key] for d in plan.spec.derived if d.at_init}
 
 
 def summary_table(plan: Plan, outputs: Outputs) -> pd.DataFrame:
     table = plan.runs.copy()
+    for key, column in settings_at_init(plan).items():
+        table[column] = outputs.history[key][:, 0]
     diverged = outputs.diverged_step >= 0
     table["diverged"] = diverged
     diverged_step = pd.array(outputs.diverged_step, dtype="Int64")
@@ -42,7 +51,8 @@ def summary_table(plan: Plan, outputs: Outputs) -> pd.DataFrame:
     table["diverged_step"] = diverged_step
     with warnings.catch_warnings():  # a run that diverged at step 0 has no finite value
         warnings.simplefilter("ignore", RuntimeWarning)
-        for name, values in outputs.history.items():
+        for name in plan.spec.metrics:
+            values = outputs.history[name]
             table[f"final_{name}"] = values[:, -1]
             table[f"min_{name}"] = np.nanmin(values, axis=1)
             table[f"max_{name}"] = np.nanmax(values, axis=1)

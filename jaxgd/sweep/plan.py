@@ -232,6 +232,12 @@ class Plan:
     def logged_steps(self) -> np.ndarray:
         return logged_steps(self.steps, self.spec.settings["log_every"])
 
+    @property
+    def logged(self) -> tuple[str, ...]:
+        """What the program returns at each logged step: the metrics, then the settings
+        derived at initialization (by dotted key, the same at every step)."""
+        return self.spec.metrics + tuple(d.key for d in self.spec.derived if d.at_init)
+
 
 # Without engine.chunk_size, a group is cut into at least this many chunks (so that as
 # many devices can share it), unless that would make chunks smaller than this many runs.
@@ -320,7 +326,7 @@ def from_grid(spec: Spec, grid: pd.DataFrame) -> Plan:
     swept = [c for c in grid.columns if c != "seed"]
     grid = grid.copy()
     grid.insert(0, "run_id", np.arange(len(grid), dtype=np.int64))
-    runs = grid.rename(columns=spec.columns)[["run_id", "seed"] + list(spec.columns.values())]
+    runs = grid.rename(columns=spec.columns)[["run_id", "seed"] + [c for k, c in spec.columns.items() if k in grid]]
 
     dtype = np.dtype(settings["dtype"])
     base = {k: v for k, v in settings.items() if not is_traced(k) and k not in swept}

@@ -743,8 +743,8 @@ class Spec:
 
     @property
     def columns(self) -> dict[str, str]:
-        """Table column of each axis and of each setting derived when the grid is planned."""
-        return column_names(self.axes + [d.key for d in self.derived if not d.at_init])
+        """Table column of each axis and of each derived setting."""
+        return column_names(self.axes + [d.key for d in self.derived])
 
     @property
     def escape(self) -> tuple[str, float, bool] | None:
