@@ -414,22 +414,25 @@ def _resolve_zip(raw, settings, variables) -> tuple[tuple[str, ...], ...]:
                                             for g in raw):
         raise SpecError(f"zip: got {raw!r}; expected a list of lists of two or more swept keys, "
                         "e.g. zip = [[\"model.width\", \"optimizer.lr\"]]")
-    lengths, groups = {}, []
+    def axis(key):
+        """(the axis, its values): `c` or `vars.c` for a var, else a dotted key."""
+        var = key.removeprefix(VAR_PREFIX)
+        return (VAR_PREFIX + var, variables[var]) if var in variables else (key, settings.get(key))
+
+    seen, groups = set(), []
     for group in raw:
-        for key in group:
-            var = key.removeprefix(VAR_PREFIX)
-            axis, values = (VAR_PREFIX + var, variables[var]) if var in variables else (key, settings.get(key))
+        axes = dict(axis(key) for key in group)
+        for key, (name, values) in zip(group, map(axis, group)):
             if not isinstance(values, list):
                 raise SpecError(f"zip: {key!r} is not a swept setting or a var; zip lists swept settings "
                                 "(dotted keys) and vars")
-            if axis in lengths:
+            if name in seen or len(axes) < len(group):
                 raise SpecError(f"zip: {key!r} appears twice; an axis moves with one group")
-            lengths[axis] = len(values)
-        if len({lengths[k if k in lengths else VAR_PREFIX + k] for k in group}) > 1:
-            raise SpecError(f"zip: {group!r} have lists of unequal length "
-                            f"({', '.join(str(lengths.get(k, lengths.get(VAR_PREFIX + k))) for k in group)}); "
+        if len({len(values) for values in axes.values()}) > 1:
+            raise SpecError(f"zip: {group!r} have lists of unequal length ({', '.join(str(len(v)) for v in axes.values())}); "
                             "zipped axes move together and need as many values each")
-        groups.append(tuple(VAR_PREFIX + k if k in variables else k for k in group))
+        seen.update(axes)
+        groups.append(tuple(axes))
     return tuple(groups)
 
 
@@ -976,6 +979,16 @@ def settings_table(prefix: str = "") -> list[dict]:
              allowed="names of metrics (see Components)", doc="metrics logged every log_every steps"),
         dict(key="plugins", type="list of str", kind="static", default=[], allowed="",
              doc="user files (relative to the spec) or modules that register components, loaded before validation"),
+        dict(key="vars", type="table", kind="traced", default={}, allowed="name = a number, list or range",
+             doc="free swept variables, read by expressions (`lr = {expr = \"c / sharpness0\"}`); each is an axis and a column"),
+        dict(key="zip", type="list of lists", kind="static", default=[], allowed="swept keys and vars, lists of equal length",
+             doc="axes that move together instead of forming a product"),
+        dict(key="design", type="str", kind="static", default="grid", allowed="'grid', 'sobol' or 'random'",
+             doc="`sobol`, `random`: `samples` points in the ranges of the swept float settings and vars"),
+        dict(key="samples", type="int", kind="static", default=None, allowed="an integer >= 1",
+             doc="points of a `sobol` or `random` design"),
+        dict(key="design_seed", type="int", kind="static", default=0, allowed="an integer >= 0",
+             doc="seed of a `sobol` (digital shift) or `random` design"),
     ]
     rows += [dict(key=key, type=_type_name(s), kind="traced" if s.traced else "static", default=s.default,
                   allowed=_allowed(s), doc=s.doc) for key, s in schema().items()]
