@@ -14,6 +14,7 @@ from jaxgd.sweep import plan as planning
 from jaxgd.sweep import spec as specs
 
 from conftest import make_spec
+from scale_helpers import assert_same_results, child_env, jaxgd_cli, write_spec
 
 # Each run computed alone, so that runs of grids of different shapes compare bit for bit
 # (a vmapped chunk of another size may differ in the last bits).
@@ -195,3 +196,16 @@ def test_sobol_points_are_those_of_scipy_shifted():
 def test_bad_designs_are_refused_before_compiling(changes, words, no_compile):
     with pytest.raises(SpecError, match=words):
         jaxgd.run(make_spec(**changes), progress=False)
+
+
+def test_derived_zipped_and_stopped_runs_are_the_same_on_four_devices(tmp_path):
+    spec = make_spec(seeds=3, vars={"c": [0.5, 1.5, 3.0]}, zip=[["c", "model.width"]], model={"width": [4, 8, 16]},
+                     metrics=["train_loss", "lr_sharpness"], engine={"chunk_size": 2, "stop_when": "train_loss < 0.05"},
+                     optimizer={"lr": {"expr": "c * 2 / sharpness0"}})
+    reference = jaxgd.run(spec, progress=False)
+    out = tmp_path / "four"
+    done = jaxgd_cli("run", write_spec(tmp_path / "s.toml", spec), "--out", out,
+                     env=child_env(XLA_FLAGS="--xla_force_host_platform_device_count=4"))
+    assert done.returncode == 0, done.stderr
+    assert "on 4 devices" in done.stderr
+    assert_same_results(out, reference)
