@@ -8,6 +8,7 @@ import pytest
 import tomli_w
 
 import jaxgd
+import jaxgd.engine.dispatch  # patched by the no_compile fixture
 from jaxgd.errors import SpecError
 from jaxgd.front import cli
 from jaxgd.sweep import plan as planning
@@ -209,3 +210,11 @@ def test_derived_zipped_and_stopped_runs_are_the_same_on_four_devices(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "on 4 devices" in done.stderr
     assert_same_results(out, reference)
+
+
+def test_vars_zip_and_designs_can_be_overridden():
+    spec = make_spec(vars={"c": [1.0, 2.0]}, optimizer={"lr": {"expr": "c / 10"}})
+    overridden = specs.load(spec, ["vars.c=[1.0, 3.0, 5.0]", 'zip=[["c", "model.width"]]', "model.width=[4, 8, 16]"])
+    assert overridden.vars == {"c": [1.0, 3.0, 5.0]} and overridden.zip == (("vars.c", "model.width"),)
+    sampled = specs.load(spec, ["vars.c={logspace = [-1, 0, 2]}", "design=random", "samples=5"])
+    assert sampled.design.samples == 5 and len(planning.make(sampled).runs) == 10

@@ -920,17 +920,24 @@ def load(spec, overrides=None) -> Spec:
     flat = _flatten(raw)
     plot_raw = flat.pop("plot", None)
     raw_vars = flat.pop("vars", {})
-    variables = _resolve_vars(raw_vars)
     design_raw = {k: flat.pop(k) for k in DESIGN_KEYS if k in flat}
     zip_raw = flat.pop("zip", [])
     inline_arrays = {k: flat.pop(f"data.{k}") for k in given.ARRAY_NAMES if f"data.{k}" in flat}
     for key, value in parse_overrides(overrides).items():
         if key == "plot" or key.startswith("plot."):
             raise SpecError(f"override {key!r}: plot tables cannot be overridden; edit the spec")
-        _check_known(key)
-        flat[key] = value
+        if key.startswith(VAR_PREFIX):  # --set vars.c=[0.5, 1]
+            raw_vars = {**raw_vars, key.removeprefix(VAR_PREFIX): value}
+        elif key in DESIGN_KEYS:
+            design_raw[key] = value
+        elif key == "zip":
+            zip_raw = value
+        else:
+            _check_known(key)
+            flat[key] = value
     for key in flat:
         _check_known(key)
+    variables = _resolve_vars(raw_vars)
     exprs = {k: flat.pop(k)["expr"] for k, v in list(flat.items()) if isinstance(v, dict) and list(v) == ["expr"]}
 
     settings = {key: _resolve_setting(key, flat.get(key, s.default)) for key, s in schema().items()}
