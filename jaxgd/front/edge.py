@@ -98,8 +98,9 @@ def edge(spec, *, axis: str, criterion: str | None = None, tol: float = DEFAULT_
     """The boundary on `axis` for every combination of the other swept settings and every
     seed: one row with `boundary` (the largest value found to pass; NaN if the range's
     smallest fails), `bracket_high` (the smallest value found to fail: the boundary lies
-    between them; NaN if the range's largest passes) and `rounds`. With `out`, writes edge.parquet and edge.png there and resumes a killed
-    search. `stats` in the table's attrs: runs used, and a dense grid's count at `tol`."""
+    between them; NaN if the range's largest passes) and `rounds`. With `out`, writes
+    edge.parquet and edge.png there and resumes a killed search. `stats` in the table's
+    attrs: runs used, and a dense grid's count at `tol`."""
     host.use_all_cores()
     compile_cache.configure(None)  # the rounds have the same shapes: one compilation serves them all
     resolved = specs.load(spec, overrides)
@@ -123,12 +124,14 @@ def edge(spec, *, axis: str, criterion: str | None = None, tol: float = DEFAULT_
         plan = planning.from_grid(resolved, grid)
         return passes(summary_table(plan, dispatch.execute(plan, progress=progress)))
 
-    # Round 0 tries both ends of the range; then each round halves every open bracket (in log10).
-    n = len(combos)
+    # Round 0 tries both ends of the range: a bracket [good, bad] in log10 where the low end
+    # passes and the high end fails, else the boundary is above the range (bad NaN) or below
+    # it (good NaN). Then each round halves every open bracket.
+    n, log_low, log_high = len(combos), math.log10(low), math.log10(high)
     ends = rounds.outcome(0, np.repeat([low, high], n), lambda values: train(np.tile(np.arange(n), 2), values))
-    good = np.where(ends[:n], math.log10(low), np.nan)
-    good = np.where(ends[n:], math.log10(high), good)
-    bad = np.where(ends[n:], np.nan, np.where(ends[:n], math.log10(high), math.log10(low)))
+    low_passes, high_passes = ends[:n], ends[n:]
+    good = np.where(high_passes, log_high, np.where(low_passes, log_low, np.nan))
+    bad = np.where(high_passes, np.nan, np.where(low_passes, log_high, log_low))
     taken, used, index = np.ones(n, int), 2 * n, 0
     while True:
         todo = np.flatnonzero(bad - good > tol)  # NaN (no bracket) compares False
