@@ -110,7 +110,7 @@ def execute(plan: Plan, progress: bool = True, *, todo: np.ndarray | None = None
     spec = plan.spec
     steps = plan.logged_steps
     dtype = np.dtype(plan.dtype)
-    history = {m: np.full((plan.n_runs, len(steps)), np.nan, dtype) for m in spec.metrics}
+    history = {m: np.full((plan.n_runs, len(steps)), np.nan, dtype) for m in plan.logged}
     diverged_step = np.full(plan.n_runs, -1, np.int64)
     todo = np.ones(plan.n_runs, bool) if todo is None else todo
     mesh = local_mesh()
