@@ -405,3 +405,15 @@ def test_the_command_line_reports_a_bad_plugin_in_one_line(tmp_path):
     errors = [line for line in done.stderr.splitlines() if line.startswith("jaxgd: error:")]
     assert len(errors) == 1 and "broken.py" in errors[0] and "scipy_of_my_own" in errors[0], done.stderr
     assert not (out / "parts").exists()
+
+
+def test_a_spec_sees_only_the_built_ins_and_its_own_plugins(custom):
+    """Another spec's plugin, loaded earlier in this process, neither adds its settings to a
+    spec that does not list it (its saved spec.toml must run in a fresh process) nor lends
+    it its components."""
+    plain = jaxgd.load_spec(make_spec())
+    assert not any(key.startswith(("data.turns", "model.beta", "loss.margin")) for key in plain.settings)
+    for changes, key in [(dict(data={"name": "spirals"}), "data.name"), (dict(metrics=["a_max"]), "metrics"),
+                         (dict(data={"turns": 2.0}), "data.turns")]:
+        with pytest.raises(jaxgd.SpecError, match=rf"^{key}: .*does not list in plugins"):
+            jaxgd.load_spec(make_spec(**changes))

@@ -113,7 +113,7 @@ def execute(plan: Plan, progress: bool = True, *, todo: np.ndarray | None = None
     dtype = np.dtype(plan.dtype)
     # Given on_chunk, each chunk's history goes there (to disk, part by part) and is not
     # kept: the dense arrays of every run would be a second copy of the tables.
-    history = {m: np.full((plan.n_runs, len(steps)), np.nan, dtype) for m in spec.metrics} if on_chunk is None else {}
+    history = {m: np.full((plan.n_runs, len(steps)), np.nan, dtype) for m in plan.logged} if on_chunk is None else {}
     diverged_step = np.full(plan.n_runs, -1, np.int64)
     todo = np.ones(plan.n_runs, bool) if todo is None else todo
     mesh = local_mesh()

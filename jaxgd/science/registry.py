@@ -222,6 +222,11 @@ def get(kind: str, name: str) -> Component:
     return REGISTRY[kind][name]
 
 
+def owners(key: str) -> list[Component]:
+    """The components that declare the setting `key`."""
+    return [c for components in REGISTRY.values() for c in components.values() if any(s.key == key for s in c.settings)]
+
+
 def component_settings() -> dict[str, Setting]:
     """Every component's settings by key, in registration order; components of one table
     that declare the same setting share it (it must then agree)."""

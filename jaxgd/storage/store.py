@@ -184,7 +184,7 @@ class Store:
     def scan(self, plan: Plan) -> Scan:
         """Every recorded part, checked against its manifest entry and the plan."""
         steps = plan.logged_steps
-        metrics = set(plan.spec.metrics)
+        metrics = set(plan.logged)
         parts, damaged, foreign = [], {}, {}
         finished = np.zeros(plan.n_runs, bool)
         mine = fingerprint.of(plan.spec)
@@ -262,7 +262,7 @@ class Store:
             )
         steps = plan.logged_steps
         dtype = np.dtype(plan.spec.settings["dtype"])
-        history = {m: np.full((plan.n_runs, len(steps)), np.nan, dtype) for m in plan.spec.metrics}
+        history = {m: np.full((plan.n_runs, len(steps)), np.nan, dtype) for m in plan.logged}
         diverged_step = np.full(plan.n_runs, -1, np.int64)
         for part in scan.parts:  # a run in two parts (a chunk redone) has the same values in both
             for name, values in part.history.items():

@@ -77,6 +77,18 @@ def load(entries, base: Path | None = None) -> tuple[str, ...]:
     return resolved
 
 
+def origins(plugin_names) -> set[str]:
+    """The files the loaded plugins `plugin_names` were read from (what Component.origin names)."""
+    return {str(Path(sys.modules[_LOADED[p]].__file__).resolve()) for p in plugin_names if p in _LOADED}
+
+
+def visible(component: registry.Component, plugin_names) -> bool:
+    """Whether a spec whose plugins are `plugin_names` may use `component`: a built-in, or
+    one its own plugins register (not one that another spec's plugin left in this process,
+    which a fresh process resuming the sweep would not know)."""
+    return component.builtin or component.origin in origins(plugin_names)
+
+
 def _restore(registered: dict) -> None:
     """Forget what a failed plugin registered."""
     for kind, components in registered.items():
