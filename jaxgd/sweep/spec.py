@@ -251,8 +251,8 @@ def _check_survives_dtype(settings) -> None:
     into one, naming the key and the values."""
     dtype = np.dtype(settings["dtype"])
     info = np.finfo(dtype)
-    for key, setting in schema().items():
-        if not setting.traced:
+    for key in settings:
+        if not schema()[key].traced:
             continue
         values = _values(settings, key)
         with np.errstate(over="ignore"):
