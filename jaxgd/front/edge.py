@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 from jaxgd.engine import dispatch, host
 from jaxgd.front import plot
 from jaxgd.errors import SpecError
-from jaxgd.storage import compile_cache
+from jaxgd.storage import compile_cache, files
 from jaxgd.storage.results import SUMMARY_FILE, summary_table
 from jaxgd.sweep import expressions
 from jaxgd.sweep import plan as planning
@@ -76,7 +76,7 @@ class Rounds:
         saved = out / SEARCH_FILE
         if saved.is_file() and json.loads(saved.read_text()) != search:
             raise SpecError(f"{out} holds another search ({saved}); give another --out or remove it")
-        saved.write_text(json.dumps(search, indent=1))
+        files.atomic_write_bytes(saved, json.dumps(search, indent=1).encode())
 
     def outcome(self, index: int, values: np.ndarray, train) -> np.ndarray:
         """Whether each run of round `index` (its axis values) passed: saved, or trained now."""
@@ -87,9 +87,8 @@ class Rounds:
                 return saved["passed"].to_numpy()
         passed = train(values)
         if path is not None:
-            tmp = path.with_suffix(".tmp")
-            pd.DataFrame({"value": values, "passed": passed}).to_parquet(tmp, index=False)
-            tmp.replace(path)
+            rounds = pd.DataFrame({"value": values, "passed": passed})
+            files.atomic_write(path, lambda tmp: rounds.to_parquet(tmp, index=False))
         return passed
 
 
@@ -150,8 +149,8 @@ def edge(spec, *, axis: str, criterion: str | None = None, tol: float = DEFAULT_
     table.attrs["stats"] = {"runs": int(used), "dense_runs": int(dense), "rounds": index + 1, "axis": axis,
                             "column": resolved.columns[axis], "criterion": criterion or "not diverged", "tol": tol}
     if out is not None:
-        table.to_parquet(out / EDGE_FILE, index=False)
-        figure(table).savefig(out / FIGURE_FILE, dpi=120)
+        files.atomic_write(out / EDGE_FILE, lambda tmp: table.to_parquet(tmp, index=False))
+        files.save_figure(figure(table), out / FIGURE_FILE)
         over_phase_diagrams(table, resolved, out)
     if progress:
         print(closing_line(table), file=sys.stderr)
@@ -174,7 +173,7 @@ def over_phase_diagrams(table: pd.DataFrame, spec: specs.Spec, out: Path) -> Non
         if p["y"] == table.attrs["stats"]["column"] and p["x"] in table and not p["select"]:
             fig = plot.phase_diagram(summary, p["x"], p["y"], p["value"], p["reduce"])
             figure(table, x=p["x"], ax=fig.axes[0])
-            fig.savefig(out / f"edge_{p['file']}", dpi=120)
+            files.save_figure(fig, out / f"edge_{p['file']}")
 
 
 def figure(table: pd.DataFrame, x: str | None = None, ax=None) -> Figure:
