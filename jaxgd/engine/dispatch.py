@@ -87,9 +87,12 @@ def compile_group(group: Group, size: int | None = None, mesh: Mesh | None = Non
 
 
 def compile_workers() -> int:
-    """Threads compiling a sweep's programs at once: one per core this process may use
-    (XLA compiles outside the GIL, so they compile side by side and beside the runs)."""
-    return len(os.sched_getaffinity(0))
+    """Threads compiling a sweep's programs ahead of the runs (XLA compiles outside the
+    GIL): one per core this process may use beside an accelerator; on the host, where the
+    runs need the cores too, half of them (on 2 cores, two threads made the quickstart
+    slower than one: benchmarks/RESULTS.md, issue 15)."""
+    cores = len(os.sched_getaffinity(0))
+    return max(1, cores // 2) if planning.on_host() else cores
 
 
 def compile_ahead(pool: ThreadPoolExecutor, group: Group, mesh: Mesh):
