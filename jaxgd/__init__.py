@@ -14,6 +14,7 @@ _EXPORTS = {
     "resume": ("jaxgd.front.api", "resume"),
     "collect": ("jaxgd.front.api", "collect"),
     "materialize": ("jaxgd.front.api", "materialize"),
+    "edge": ("jaxgd.front.edge", "edge"),
     "phase_diagram": ("jaxgd.front.plot", "phase_diagram"),
     "curves": ("jaxgd.front.plot", "curves"),
     "lines": ("jaxgd.front.plot", "lines"),

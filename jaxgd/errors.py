@@ -4,3 +4,7 @@ class SpecError(ValueError):
 
 class SizeError(MemoryError):
     """A run too large for a device's memory; the message names the settings that size it."""
+
+
+class IncompleteError(ValueError):
+    """The folder does not hold every run of its sweep (yet)."""

@@ -22,9 +22,10 @@ TINY = {
 }
 
 
-def make_spec(**tables):
-    """TINY with some tables or keys replaced or merged: make_spec(model={"width": [4, 8]})."""
-    spec = copy.deepcopy(TINY)
+def make_spec(base: dict = TINY, /, **tables):
+    """`base` (TINY unless given) with some tables or keys replaced or merged:
+    make_spec(model={"width": [4, 8]})."""
+    spec = copy.deepcopy(base)
     for key, value in tables.items():
         if isinstance(value, dict) and isinstance(spec.get(key), dict):
             spec[key].update(value)

@@ -52,23 +52,21 @@ def forward(params, X, model):
     return c * (act(pre) @ params["a"]), pre
 
 
+# name -> (per-sample loss(f, y), its derivative in f); the loss is their mean over samples.
+LOSSES = {
+    "mse": (lambda f, y: 0.5 * (f - y) ** 2, lambda f, y: f - y),
+    # d/df log(1 + exp(-y f)) = -y sigmoid(-y f) = -y exp(-log(1 + exp(y f)))
+    "logistic": (lambda f, y: np.logaddexp(0.0, -y * f), lambda f, y: -y * np.exp(-np.logaddexp(0.0, y * f))),
+}
+
+
 def loss_value(f, y, loss):
-    if loss == "mse":
-        return np.mean(0.5 * (f - y) ** 2)
-    if loss == "logistic":
-        return np.mean(np.logaddexp(0.0, -y * f))
-    raise ValueError(loss)
+    return np.mean(LOSSES[loss][0](f, y))
 
 
 def loss_derivative(f, y, loss):
     """d(mean loss)/df_i, (n,)."""
-    n = f.shape[0]
-    if loss == "mse":
-        return (f - y) / n
-    if loss == "logistic":
-        # d/df log(1 + exp(-y f)) = -y sigmoid(-y f) = -y exp(-log(1 + exp(y f)))
-        return -y * np.exp(-np.logaddexp(0.0, y * f)) / n
-    raise ValueError(loss)
+    return LOSSES[loss][1](f, y) / f.shape[0]
 
 
 def gradients(params, X, y, model, loss):

@@ -21,6 +21,7 @@ from jaxgd.storage import compile_cache
 from jaxgd.engine import fused
 from jaxgd.sweep import plan as planning
 from jaxgd.errors import SizeError
+from jaxgd.science import registry
 from jaxgd.sweep.plan import Config, Group, Plan, Static
 from jaxgd.storage.shares import cut
 
@@ -131,7 +132,7 @@ def execute(plan: Plan, progress: bool = True, *, todo: np.ndarray | None = None
     spec = plan.spec
     steps = plan.logged_steps
     dtype = np.dtype(plan.dtype)
-    history = {m: np.full((plan.n_runs, len(steps)), np.nan, dtype) for m in spec.metrics}
+    history = {m: np.full((plan.n_runs, len(steps)), np.nan, dtype) for m in plan.logged}
     diverged_step = np.full(plan.n_runs, -1, np.int64)
     todo = np.ones(plan.n_runs, bool) if todo is None else todo
     mesh = local_mesh()
@@ -215,3 +216,13 @@ def execute(plan: Plan, progress: bool = True, *, todo: np.ndarray | None = None
         "device": str(jax.local_devices()[0].device_kind),
     }
     return Outputs(steps=steps, history=history, diverged_step=diverged_step, stats=stats)
+
+
+def trace_user_metrics(plan: Plan) -> None:
+    """Trace (not compile) one run of each group whose metrics include a user's, so that
+    one returning the wrong shape is refused (by `measure`) before anything compiles."""
+    for group in plan.groups:
+        if all(registry.get("metric", name).builtin for name in Config(group.static, {}).metrics):
+            continue
+        with numerics(group.static):
+            jax.eval_shape(partial(train_run, group.static), {k: v[0] for k, v in group.hyper.items()}, group.seeds[0])

@@ -23,7 +23,8 @@ from jaxgd.science import registry
 from jaxgd.science import rng
 from jaxgd.engine.bind import Science, science
 from jaxgd.errors import SpecError
-from jaxgd.sweep.plan import Config, Static, logged_steps
+from jaxgd.sweep import expressions
+from jaxgd.sweep.plan import AT_INIT, Config, Static, logged_steps
 
 class RunSetup(NamedTuple):
     data: datasets.Dataset
@@ -47,11 +48,51 @@ def setup(cfg: Config, seed) -> RunSetup:
                              b_scale=cfg.model.b_scale, constrain=run.constrain, dtype=cfg.dtype)
         n_trained = sum(p.size for p in models.split(params, run.trained)[0].values())
         # the second vector drawn after the first, so the first is that of earlier versions
-        start = (draws.normal((n_trained,)), draws.normal((n_trained,))) if "hessian" in run.tracks else None
+        tracked = "hessian" in run.tracks or reads(cfg, "sharpness0")
+        start = (draws.normal((n_trained,)), draws.normal((n_trained,))) if tracked else None
         return data, teacher, params, start
 
     data, teacher, params, start = rng.draw(draws_key, build, cfg.dtype)
     return RunSetup(data, teacher, params, batches_key, metrics_key, start)
+
+
+def settings_at_init(cfg: Config) -> tuple:
+    """The settings derived from quantities at initialization (spec.Derived), in order."""
+    return cfg.static.get(AT_INIT, ())
+
+
+def reads(cfg: Config, quantity: str) -> bool:
+    """Whether a setting derived at initialization reads `quantity` (sharpness0, ntk0)."""
+    return any(ref == quantity for derived in settings_at_init(cfg) for _, ref in derived.refs)
+
+
+def sharpness0(cfg: Config, start: RunSetup) -> jax.Array:
+    """Top Hessian eigenvalue of the training loss at initialization, as the `sharpness`
+    metric computes it at step 0 (same start vector, same power iterations)."""
+    run = science(cfg)
+    trainable, frozen = models.split(start.params, run.trained)
+    loss = lambda t: run.loss_of({**frozen, **t}, start.data.X_train, start.data.y_train)
+    return hessian.eigenpairs(loss, trainable, start.hessian_start, cfg.measure.sharpness_iterations)[1][0]
+
+
+def ntk0(cfg: Config, start: RunSetup) -> jax.Array:
+    """Top eigenvalue of the empirical NTK Gram matrix over the training inputs at initialization."""
+    run = science(cfg)
+    return jnp.linalg.eigvalsh(metrics.ntk_gram(run.network, start.params, run.trained, start.data.X_train))[-1]
+
+
+INIT_QUANTITIES = {"sharpness0": sharpness0, "ntk0": ntk0}
+
+
+def with_settings_at_init(cfg: Config, start: RunSetup) -> Config:
+    """The run's settings with those derived from quantities at initialization computed,
+    inside the program, each after those it reads."""
+    quantities = {name: quantity(cfg, start) for name, quantity in INIT_QUANTITIES.items() if reads(cfg, name)}
+    hyper = dict(cfg.hyper)
+    for derived in settings_at_init(cfg):
+        value_of = lambda ref: quantities[ref] if ref in quantities else Config(cfg.static, hyper).value(ref)
+        hyper[derived.key] = jnp.asarray(derived.value(value_of, jnp), cfg.dtype)
+    return Config(cfg.static, hyper)
 
 
 class Increases(NamedTuple):
@@ -74,8 +115,27 @@ class TrainState:
     increases: Increases | None  # (if tracked)
     alive: jax.Array  # bool: not diverged
     diverged_step: jax.Array  # int32: first step whose loss was non-finite or above the bound; -1 if none
+    stopped_step: jax.Array | None  # int32: logged step at which engine.stop_when was met; -1 if none (if set)
+    held: dict | None  # the metrics logged last, repeated once stopped (with engine.stop_when)
 
     replace = dataclasses.replace
+
+
+def is_frozen(state: TrainState) -> jax.Array:
+    """Whether a run has stopped moving: diverged, or met engine.stop_when."""
+    return ~state.alive if state.stopped_step is None else ~state.alive | (state.stopped_step >= 0)
+
+
+def stop_if_met(cfg: Config, state: TrainState, values: dict, step) -> tuple[TrainState, dict]:
+    """engine.stop_when: a run meeting it at a logged step is frozen there, and its
+    later logs repeat that step's values (a converged run reads as converged)."""
+    if state.stopped_step is None:
+        return state, values
+    metric, symbol, threshold = expressions.criterion(cfg.engine.stop_when, "engine.stop_when")
+    stopped = state.stopped_step >= 0
+    values = {k: jnp.where(stopped, state.held[k], v) for k, v in values.items()}
+    first = state.alive & ~stopped & expressions.meets(values[metric], symbol, threshold)
+    return state.replace(stopped_step=jnp.where(first, step, state.stopped_step), held=values), values
 
 
 def measure(cfg: Config, run: Science, s: metrics.Snapshot) -> dict[str, jax.Array]:
@@ -102,17 +162,14 @@ def measure(cfg: Config, run: Science, s: metrics.Snapshot) -> dict[str, jax.Arr
     return values
 
 
-def is_frozen(state: TrainState) -> jax.Array:
-    """A run whose parameters no longer change: the loop stops computing its steps."""
-    return ~state.alive
-
-
 def train_run(static: Static, hyper: dict, seed):
     """One run: returns its metrics at every logged step ({name: (n_logs,)}; NaN from
-    the divergence on) and its diverged_step (-1 if it never diverged)."""
+    the divergence on), with the settings derived at initialization, and its
+    diverged_step (-1 if it never diverged)."""
     cfg = Config(static, hyper)
-    run = science(cfg)
     start = setup(cfg, seed)
+    cfg = with_settings_at_init(cfg, start)
+    run = science(cfg)
     data, params = start.data, start.params
     trainable, frozen = models.split(params, run.trained)
     optimizer = optim.descent(run.step_size, lr_scales={"W": cfg.optimizer.lr_scale_W, "a": cfg.optimizer.lr_scale_a,
@@ -159,8 +216,8 @@ def train_run(static: Static, hyper: dict, seed):
         value, grads = jax.value_and_grad(loss)(state.trainable, X, y)
         state = count_increase(check_divergence(state, value, step), value, step)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.trainable)
-        # A diverged run stays frozen where it diverged.
-        keep_if_dead = lambda new, old: jnp.where(state.alive, new, old)
+        # A diverged or stopped run stays frozen where it was.
+        keep_if_dead = lambda new, old: jnp.where(is_frozen(state), old, new)
         return state.replace(
             trainable=jax.tree.map(keep_if_dead, constrain(optax.apply_updates(state.trainable, updates)), state.trainable),
             opt_state=jax.tree.map(keep_if_dead, opt_state, state.opt_state),
@@ -190,7 +247,7 @@ def train_run(static: Static, hyper: dict, seed):
             sample_fresh=sample_fresh, cfg=cfg)
         values = measure(cfg, run, snapshot)
         state = check_divergence(state, loss(state.trainable, data.X_train, data.y_train), step)
-        return state, {k: jnp.where(state.alive, v, jnp.nan) for k, v in values.items()}
+        return stop_if_met(cfg, state, {k: jnp.where(state.alive, v, jnp.nan) for k, v in values.items()}, step)
 
     # Log at each logged step, then take the gradient steps up to the next one (none
     # after the last). One copy of the step and of the metrics in the program.
@@ -217,7 +274,10 @@ def train_run(static: Static, hyper: dict, seed):
         if "increases" in run.tracks else None,
         alive=jnp.array(True),
         diverged_step=jnp.array(-1, jnp.int32),
+        stopped_step=jnp.array(-1, jnp.int32) if cfg.engine.stop_when else None,
+        held={m: jnp.zeros((), cfg.dtype) for m in cfg.metrics} if cfg.engine.stop_when else None,
     )
     intervals = (jnp.asarray(steps, jnp.int32), jnp.asarray(next_steps, jnp.int32))
     state, history = jax.lax.scan(log_then_advance, state, intervals)
+    history.update({d.key: jnp.full(len(steps), cfg.value(d.key), cfg.dtype) for d in settings_at_init(cfg)})
     return history, state.diverged_step

@@ -10,17 +10,9 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from jaxgd.storage import compile_cache
-
-from jaxgd.storage import distributed
-
-from jaxgd.engine import dispatch as engine, loop
-
-from jaxgd.engine import host
-
+from jaxgd.engine import dispatch as engine, host, loop
 from jaxgd.front import plot
-
-from jaxgd.storage import shares
+from jaxgd.storage import compile_cache, distributed, shares
 from jaxgd.sweep import plan as planning
 from jaxgd.sweep import spec as specs
 from jaxgd.storage.results import Results
@@ -47,6 +39,7 @@ def run(spec, *, overrides=None, out=None, progress=True, compile_cache_dir=None
     if count > 1 and out is None:
         raise ValueError(f"running as {count} processes (jax.distributed): give out=, a folder every process sees")
     plan = planning.make(resolved)
+    engine.trace_user_metrics(plan)
     if out is None:
         results = Results.from_outputs(plan, engine.execute(plan, progress=progress))
     else:

@@ -90,6 +90,14 @@ def _submit(args, spec) -> None:
     api.collect(args.out, progress=not args.quiet, plots=not args.no_plots)
 
 
+def _edge(args) -> None:
+    from jaxgd.front import edge
+
+    tol = {} if args.tol is None else {"tol": args.tol}
+    edge.edge(args.spec, axis=args.axis, criterion=args.criterion, out=args.out, overrides=args.set,
+              progress=not args.quiet, **tol)
+
+
 def _collect(args) -> None:
     from jaxgd.front import api
 
@@ -229,6 +237,22 @@ def parser() -> argparse.ArgumentParser:
                            "e.g. --select width=64")
     draw.add_argument("--out", help="PNG file (default: in DIR)")
     draw.set_defaults(handler=_plot)
+
+    search = commands.add_parser(
+        "edge", parents=[debug], help="find the boundary on one axis by bisection: edge.parquet and edge.png",
+        description="For every combination of the other swept settings and every seed, the largest value on the "
+                    "axis's range whose run does not diverge (or meets --criterion), by bisection in log space; "
+                    "each round trains every open bracket's midpoint as one batch of runs.")
+    search.add_argument("spec", help="sweep spec (TOML); the axis's swept values give its range")
+    search.add_argument("--axis", required=True, help="a swept float setting, e.g. optimizer.lr")
+    search.add_argument("--criterion", help="a run passes when it meets this summary criterion, e.g. "
+                                            "'final_train_loss < 1e-3' (default: it does not diverge)")
+    search.add_argument("--tol", type=float, help="width of the final brackets in decades (default 0.01)")
+    search.add_argument("--out", required=True, help="folder for edge.parquet, edge.png and the rounds done so far "
+                                                     "(running the same search again resumes it)")
+    search.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting")
+    search.add_argument("--quiet", action="store_true", help="no progress bar or closing line")
+    search.set_defaults(handler=_edge)
 
     settings = commands.add_parser(
         "settings", parents=[debug], help="list every setting, metric and data set",

@@ -29,7 +29,7 @@ def _cell(text: str) -> str:
 
 def settings_markdown() -> str:
     lines = ["| key | type | default | meaning |", "|---|---|---|---|"]
-    for row in spec.settings_table():
+    for row in spec.settings_table(builtin_only=True):
         if row["kind"] != "component":
             allowed = f" ({row['allowed']})" if row["allowed"] else ""
             lines.append(f"| `{row['key']}` | {row['type']}, {row['kind']} | {spec.written(row['default'])} | "
@@ -51,6 +51,8 @@ def components_markdown() -> str:
     for kind in registry.KINDS:
         for name in registry.names(kind):
             component = registry.get(kind, name)
+            if not component.builtin:
+                continue
             settings = ", ".join(f"`{s.key}`" for s in component.settings) or "none"
             lines.append(f"| {kind} | `{name}` | {settings} | {_cell(component.doc + _notes(component))} |")
     return "\n".join(lines)

@@ -154,11 +154,16 @@ def pattern_flips(s):
 def ntk_min_eig(s):
     """Smallest eigenvalue of the empirical NTK Gram matrix K = J J^T over the training
     inputs, J the Jacobian of f(X) in the trained layers."""
-    frozen = {k: v for k, v in s.params.items() if k not in s.trained}
-    jacobian = jax.jacrev(lambda t: s.predict({**frozen, **t}, s.data.X_train))(_trainable(s))
-    n = s.data.X_train.shape[0]
-    J = jnp.concatenate([j.reshape(n, -1) for j in jax.tree.leaves(jacobian)], axis=1)
-    return jnp.linalg.eigvalsh(J @ J.T)[0]
+    return jnp.linalg.eigvalsh(ntk_gram(s.predict, s.params, s.trained, s.data.X_train))[0]
+
+
+def ntk_gram(predict, params, trained, X):
+    """The empirical NTK Gram matrix K = J J^T over the inputs X, J the Jacobian of
+    f(X) = predict(params, X) in the trained layers."""
+    frozen = {k: v for k, v in params.items() if k not in trained}
+    jacobian = jax.jacrev(lambda t: predict({**frozen, **t}, X))({k: v for k, v in params.items() if k in trained})
+    J = jnp.concatenate([j.reshape(X.shape[0], -1) for j in jax.tree.leaves(jacobian)], axis=1)
+    return J @ J.T
 
 
 @metric("symmetry_C")

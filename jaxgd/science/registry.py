@@ -106,6 +106,11 @@ class Component:
     properties: dict
     origin: str  # the file that registered it
 
+    @property
+    def builtin(self) -> bool:
+        """Registered by jaxgd itself (built-ins are trusted; users' components are checked)."""
+        return Path(__file__).resolve().parents[1] in Path(self.origin).parents
+
     def declared(self, name: str) -> Any:
         return self.properties.get(name, KINDS[self.kind].properties[name])
 
@@ -215,6 +220,11 @@ def names(kind: str) -> tuple[str, ...]:
 
 def get(kind: str, name: str) -> Component:
     return REGISTRY[kind][name]
+
+
+def owners(key: str) -> list[Component]:
+    """The components that declare the setting `key`."""
+    return [c for components in REGISTRY.values() for c in components.values() if any(s.key == key for s in c.settings)]
 
 
 def component_settings() -> dict[str, Setting]:

@@ -8,15 +8,18 @@ import json
 import os
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import tomli_w
 
-from jaxgd.sweep import plan as planning
+from jaxgd.sweep import expressions
 from jaxgd.engine.outputs import Outputs
-from jaxgd.sweep.plan import Plan
-from jaxgd.storage.store import IncompleteError, Store
+from jaxgd.errors import IncompleteError
+
+if TYPE_CHECKING:  # reading finished tables imports no JAX: the plan is needed only to assemble parts
+    from jaxgd.sweep.plan import Plan
 
 HISTORY_FILE, SUMMARY_FILE, SPEC_FILE, STATS_FILE = (
     "history.parquet", "summary.parquet", "spec.toml", "stats.json",
@@ -26,14 +29,23 @@ HISTORY_FILE, SUMMARY_FILE, SPEC_FILE, STATS_FILE = (
 def history_table(plan: Plan, outputs: Outputs) -> pd.DataFrame:
     n_logs = len(outputs.steps)
     table = plan.runs.loc[plan.runs.index.repeat(n_logs)].reset_index(drop=True)
+    for key, column in settings_at_init(plan).items():
+        table[column] = outputs.history[key].reshape(-1)
     table["step"] = np.tile(outputs.steps, plan.n_runs)
-    for name, values in outputs.history.items():
-        table[name] = values.reshape(-1)
+    for name in plan.spec.metrics:
+        table[name] = outputs.history[name].reshape(-1)
     return table
+
+
+def settings_at_init(plan: Plan) -> dict[str, str]:
+    """The column of each setting the program derived at initialization (in outputs.history)."""
+    return {d.key: plan.spec.columns[d.key] for d in plan.spec.derived if d.at_init}
 
 
 def summary_table(plan: Plan, outputs: Outputs) -> pd.DataFrame:
     table = plan.runs.copy()
+    for key, column in settings_at_init(plan).items():
+        table[column] = outputs.history[key][:, 0]
     diverged = outputs.diverged_step >= 0
     table["diverged"] = diverged
     diverged_step = pd.array(outputs.diverged_step, dtype="Int64")
@@ -41,7 +53,8 @@ def summary_table(plan: Plan, outputs: Outputs) -> pd.DataFrame:
     table["diverged_step"] = diverged_step
     with warnings.catch_warnings():  # a run that diverged at step 0 has no finite value
         warnings.simplefilter("ignore", RuntimeWarning)
-        for name, values in outputs.history.items():
+        for name in plan.spec.metrics:
+            values = outputs.history[name]
             table[f"final_{name}"] = values[:, -1]
             table[f"min_{name}"] = np.nanmin(values, axis=1)
             table[f"max_{name}"] = np.nanmax(values, axis=1)
@@ -50,6 +63,10 @@ def summary_table(plan: Plan, outputs: Outputs) -> pd.DataFrame:
     if plan.spec.escape:
         metric, threshold, relative = plan.spec.escape
         table["escape_step"] = escape_steps(outputs.steps, outputs.history[metric], threshold=threshold, relative=relative)
+    if plan.spec.settings["engine.stop_when"]:
+        metric, symbol, threshold = expressions.criterion(plan.spec.settings["engine.stop_when"], "engine.stop_when")
+        # The engine freezes a run at the first logged step meeting it and repeats that step's values.
+        table["stopped_step"] = first_step(outputs.steps, expressions.meets(outputs.history[metric], symbol, threshold))
     return table
 
 
@@ -58,9 +75,13 @@ def escape_steps(steps, values, *, threshold: float, relative: bool) -> pd.array
     (times their value at step 0 where relative); <NA> if they never do."""
     if relative:
         threshold = threshold * values[:, :1]
-    below = values < threshold
-    first = pd.array(steps[below.argmax(axis=1)], dtype="Int64")
-    first[~below.any(axis=1)] = pd.NA
+    return first_step(steps, values < threshold)
+
+
+def first_step(steps, where) -> pd.array:
+    """First logged step at which `where` (runs x logged steps) holds; <NA> if never."""
+    first = pd.array(steps[where.argmax(axis=1)], dtype="Int64")
+    first[~where.any(axis=1)] = pd.NA
     return first
 
 
@@ -127,6 +148,9 @@ class Results:
     @classmethod
     def finished_so_far(cls, out) -> "Results":
         """The finished runs of the sweep in `out`, from its parts (see Results.load)."""
+        from jaxgd.storage.store import Store
+        from jaxgd.sweep import plan as planning
+
         store = Store(out)
         plan = planning.make(store.saved_spec())
         scan = store.scan(plan)
@@ -138,6 +162,29 @@ class Results:
         results.summary = results.summary[results.summary.run_id.isin(finished)].reset_index(drop=True)
         results.stats["runs_missing"] = plan.n_runs - scan.n_finished
         return results
+
+    @property
+    def swept(self) -> list[str]:
+        """The swept settings' columns (those between `seed` and `diverged` in the summary)."""
+        columns = list(self.summary.columns)
+        return columns[columns.index("seed") + 1 : columns.index("diverged")]
+
+    def to_xarray(self, table: str = "history"):
+        """The history (or the summary) as an xarray Dataset whose coordinates are the seed,
+        the swept settings (and the step), so `.sel(lr=0.01, method="nearest")` works;
+        write it with `.to_netcdf(path)` or `.to_zarr(path)`. Needs the optional extra
+        `pip install 'jaxgd[xarray]'`."""
+        try:
+            import xarray  # noqa: F401 - pandas' to_xarray needs it
+        except ImportError:
+            raise ImportError("Results.to_xarray needs xarray: pip install 'jaxgd[xarray]'") from None
+        if table not in ("history", "summary"):
+            raise ValueError(f"table: got {table!r}; expected 'history' or 'summary'")
+        frame = self.history if table == "history" else self.summary
+        dims = ["seed", *self.swept] + (["step"] if table == "history" else [])
+        # nullable integer columns (diverged_step, ...) become floats with NaN for <NA>
+        nullable = {c: "float64" for c, t in frame.dtypes.items() if isinstance(t, pd.api.extensions.ExtensionDtype)}
+        return frame.astype(nullable).set_index(dims).to_xarray()
 
     def closing_line(self) -> str:
         s = self.stats

@@ -31,15 +31,12 @@ from pathlib import Path
 import numpy as np
 import tomli_w
 
+from jaxgd.errors import IncompleteError
 from jaxgd.sweep import spec as specs
 from jaxgd.engine.outputs import Outputs
 from jaxgd.sweep.plan import Plan
 
 PARTS, SPEC_FILE = "parts", "spec.toml"
-
-
-class IncompleteError(ValueError):
-    """The folder does not hold every run of its sweep (yet)."""
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -174,7 +171,7 @@ class Store:
     def scan(self, plan: Plan) -> Scan:
         """Every recorded part, checked against its manifest entry and the plan."""
         steps = plan.logged_steps
-        metrics = set(plan.spec.metrics)
+        metrics = set(plan.logged)
         parts, damaged = [], {}
         finished = np.zeros(plan.n_runs, bool)
         for name, entries in sorted(self.manifest().items()):
@@ -220,7 +217,7 @@ class Store:
             )
         steps = plan.logged_steps
         dtype = np.dtype(plan.spec.settings["dtype"])
-        history = {m: np.full((plan.n_runs, len(steps)), np.nan, dtype) for m in plan.spec.metrics}
+        history = {m: np.full((plan.n_runs, len(steps)), np.nan, dtype) for m in plan.logged}
         diverged_step = np.full(plan.n_runs, -1, np.int64)
         for part in scan.parts:  # a run in two parts (a chunk redone) has the same values in both
             for name, values in part.history.items():

@@ -16,8 +16,9 @@ import numpy as np
 import pandas as pd
 
 from jaxgd.science import registry
-from jaxgd.errors import SizeError
-from jaxgd.sweep.spec import TABLES, Spec, logged_steps, schema
+from jaxgd.sweep import designs
+from jaxgd.errors import SizeError, SpecError
+from jaxgd.sweep.spec import TABLES, VAR_PREFIX, Spec, logged_steps, schema
 
 # Bytes of one chunk on the host (CPU): about a last-level cache. A vmapped chunk whose
 # working set spills out of the caches is slower than a loop over runs on the host, and
@@ -38,8 +39,8 @@ HOST_MAP_ABOVE_BYTES = 512 * 2**10
 
 
 def is_traced(key: str) -> bool:
-    """Float settings are traced (vmapped over runs); all others are static."""
-    return schema()[key].traced
+    """Float settings and vars are traced (vmapped over runs); all others are static."""
+    return key.startswith(VAR_PREFIX) or schema()[key].traced
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +56,9 @@ class Static:
 
     def __getitem__(self, key: str) -> Any:
         return self._lookup[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._lookup.get(key, default)
 
     def __hash__(self) -> int:
         return hash(self.items)
@@ -121,7 +125,8 @@ class _Table:
 
 # What a group's static settings hold beyond the spec's own settings.
 GIVEN_ARRAYS = "data.given"  # the arrays of given data (None for a generated data set)
-NOT_SETTINGS = ("dtype", "metrics", GIVEN_ARRAYS)
+AT_INIT = "derived_at_init"  # the settings derived inside the program (spec.Derived), in order
+NOT_SETTINGS = ("dtype", "metrics", GIVEN_ARRAYS, AT_INIT)
 
 
 def run_settings(group: "Group", position: int) -> dict[str, Any]:
@@ -227,6 +232,12 @@ class Plan:
     def logged_steps(self) -> np.ndarray:
         return logged_steps(self.steps, self.spec.settings["log_every"])
 
+    @property
+    def logged(self) -> tuple[str, ...]:
+        """What the program returns at each logged step: the metrics, then the settings
+        derived at initialization (by dotted key, the same at every step)."""
+        return self.spec.metrics + tuple(d.key for d in self.spec.derived if d.at_init)
+
 
 # Without engine.chunk_size, a group is cut into at least this many chunks (so that as
 # many devices can share it), unless that would make chunks smaller than this many runs.
@@ -257,17 +268,83 @@ def _chunk_size(static: Static, n_runs: int, budget: int, cap: int) -> int:
     return min(largest, fixed_sizes_around(evened)[1])
 
 
+def axis_values(spec: Spec, axis: str) -> list:
+    """The values of an axis of the grid: a swept setting or a var (`vars.c`)."""
+    return spec.vars[axis.removeprefix(VAR_PREFIX)] if axis.startswith(VAR_PREFIX) else spec.settings[axis]
+
+
+def design_points(spec: Spec) -> tuple[tuple[str, ...], list[tuple]]:
+    """The sampled axes of the spec's random design and its points, in their ranges."""
+    design = spec.design
+    unit = designs.unit_points(design.kind, design.samples, len(design.ranges), design.seed)
+    columns = []
+    for u, one in zip(unit.T, design.ranges):
+        low, high, log = design.bounds(one)
+        columns.append(10.0 ** (np.log10(low) + u * np.log10(high / low)) if log else low + u * (high - low))
+    return tuple(axis for axis, _, _ in design.ranges), [tuple(map(float, row)) for row in zip(*columns)]
+
+
+def grid_points(spec: Spec) -> pd.DataFrame:
+    """One row per point of the grid (without seeds), a column per axis: the product of
+    the axes, where the axes of a zip group, or those a random design samples, count as
+    one that moves them together."""
+    zipped = {axis: group for group in spec.zip for axis in group}
+    sampled = design_points(spec) if spec.design else ((), [])
+    zipped.update({axis: sampled[0] for axis in sampled[0]})
+    factors = []  # each a group of axes and its rows of values
+    for axis in spec.axes:
+        group = zipped.get(axis, (axis,))
+        if group[0] == axis:
+            factors.append((group, sampled[1] if group == sampled[0] else list(zip(*(axis_values(spec, a) for a in group)))))
+    rows = [sum(row, ()) for row in itertools.product(*(values for _, values in factors))]
+    return pd.DataFrame(rows, columns=[a for group, _ in factors for a in group])[spec.axes]
+
+
+def with_derived(spec: Spec, points: pd.DataFrame) -> pd.DataFrame:
+    """The grid with a column for each setting derived from vars and settings alone
+    (computed here, in float64, so that the tables hold it); refused before compiling if
+    a value is not a valid setting."""
+    points = points.copy()
+    for derived in (d for d in spec.derived if not d.at_init):
+        value_of = lambda ref: points[ref].to_numpy(np.float64) if ref in points else spec.settings[ref]
+        with np.errstate(all="ignore"):
+            values = np.broadcast_to(np.asarray(derived.value(value_of), np.float64), len(points))
+        setting = schema()[derived.key]
+        bad = ~np.isfinite(values) | (values <= 0 if setting.positive else values < (setting.minimum or -np.inf))
+        if bad.any():
+            raise SpecError(f"{derived.key}: {{expr = {derived.text!r}}} gives {values[bad][0]!r} at "
+                            f"{points[bad].iloc[0].to_dict()}; expected a finite number"
+                            + (" > 0" if setting.positive else f" >= {setting.minimum:g}" if setting.minimum is not None else ""))
+        points[derived.key] = values
+    return points
+
+
+def with_seeds(points: pd.DataFrame, seeds) -> pd.DataFrame:
+    """Each point once per seed, the seeds of a point together."""
+    grid = points.loc[points.index.repeat(len(seeds))].reset_index(drop=True)
+    grid["seed"] = np.tile(seeds, len(points))
+    return grid
+
+
 def make(spec: Spec) -> Plan:
+    """The plan of a sweep: its grid (grid_points) with every seed."""
+    return from_grid(spec, with_seeds(with_derived(spec, grid_points(spec)), spec.seeds))
+
+
+def from_grid(spec: Spec, grid: pd.DataFrame) -> Plan:
+    """The plan of the runs in `grid`, one row per run: a column per swept key (axes and
+    derived settings), and `seed`. (jaxgd.edge plans each round's runs with it.)"""
     settings = spec.settings
-    swept = spec.swept
-    combos = list(itertools.product(*(settings[k] for k in swept), spec.seeds))
-    grid = pd.DataFrame(combos, columns=swept + ["seed"])
+    swept = [c for c in grid.columns if c != "seed"]
+    grid = grid.copy()
     grid.insert(0, "run_id", np.arange(len(grid), dtype=np.int64))
-    runs = grid.rename(columns=spec.columns)[["run_id", "seed"] + list(spec.columns.values())]
+    runs = grid.rename(columns=spec.columns)[["run_id", "seed"] + [c for k, c in spec.columns.items() if k in grid]]
 
     dtype = np.dtype(settings["dtype"])
     base = {k: v for k, v in settings.items() if not is_traced(k) and k not in swept}
     base.update({"dtype": dtype, "metrics": spec.metrics, GIVEN_ARRAYS: spec.given})
+    if any(d.at_init for d in spec.derived):  # absent otherwise, so existing programs keep their cache keys
+        base[AT_INIT] = tuple(d for d in spec.derived if d.at_init)
     static_swept = [k for k in swept if not is_traced(k)]
     budget = int(settings["engine.memory_budget_mb"] * 2**20) or default_memory_budget()
 
@@ -282,6 +359,7 @@ def make(spec: Spec) -> Plan:
             for k, v in settings.items()
             if is_traced(k)
         }
+        hyper.update({axis: rows[axis].to_numpy().astype(dtype) for axis in swept if axis.startswith(VAR_PREFIX)})
         groups.append(
             Group(
                 static=static,

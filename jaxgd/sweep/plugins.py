@@ -77,6 +77,18 @@ def load(entries, base: Path | None = None) -> tuple[str, ...]:
     return resolved
 
 
+def origins(plugin_names) -> set[str]:
+    """The files the loaded plugins `plugin_names` were read from (what Component.origin names)."""
+    return {str(Path(sys.modules[_LOADED[p]].__file__).resolve()) for p in plugin_names if p in _LOADED}
+
+
+def visible(component: registry.Component, plugin_names) -> bool:
+    """Whether a spec whose plugins are `plugin_names` may use `component`: a built-in, or
+    one its own plugins register (not one that another spec's plugin left in this process,
+    which a fresh process resuming the sweep would not know)."""
+    return component.builtin or component.origin in origins(plugin_names)
+
+
 def _restore(registered: dict) -> None:
     """Forget what a failed plugin registered."""
     for kind, components in registered.items():
@@ -84,14 +96,10 @@ def _restore(registered: dict) -> None:
         registry.REGISTRY[kind].update(components)
 
 
-def _is_builtin(component: registry.Component) -> bool:
-    """Registered by jaxgd itself (built-ins are trusted; users' components are checked)."""
-    return Path(registry.__file__).resolve().parents[1] in Path(component.origin).parents
-
-
 def check_shapes(settings: dict) -> None:
     """Trace (not compile) the user components the settings choose on small abstract
-    inputs, and refuse one whose output has the wrong shape, naming its plugin."""
+    inputs, and refuse one whose output has the wrong shape, naming its plugin. (Metrics,
+    which need a whole run, are traced by `jaxgd.engine.loop.trace_user_metrics`.)"""
     import jax
     import jax.numpy as jnp
 
@@ -113,14 +121,14 @@ def check_shapes(settings: dict) -> None:
     n, d, m = 5, first("data.d"), 3
     z = jax.ShapeDtypeStruct((n, m), jnp.float32)
     for activation in chosen("activation", "model.activation"):
-        if not _is_builtin(activation) and (shape := jax.eval_shape(bound(activation), z).shape) != z.shape:
+        if not activation.builtin and (shape := jax.eval_shape(bound(activation), z).shape) != z.shape:
             refuse(activation, "an array", shape, z.shape)
     f = jax.ShapeDtypeStruct((n,), jnp.float32)
     for loss in chosen("loss", "loss.name"):
-        if not _is_builtin(loss) and (shape := jax.eval_shape(bound(loss), f, f).shape) != ():
+        if not loss.builtin and (shape := jax.eval_shape(bound(loss), f, f).shape) != ():
             refuse(loss, "an array", shape, ())
     for dataset in chosen("dataset", "data.name"):
-        if _is_builtin(dataset):
+        if dataset.builtin:
             continue
         teacher = dataset.declared("teacher")
 

@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from jaxgd.sweep import expressions
+
 # Importing the science modules registers the built-in components.
 from jaxgd.science import data  # noqa: F401
 from jaxgd.science import given  # noqa: F401
@@ -109,6 +111,7 @@ FRAMEWORK: tuple[Setting, ...] = (
     Setting("measure.escape_relative", bool, True, "the threshold is a fraction of the metric's value at step 0", sweepable=False),
     _steps_list("summary_steps", "logged steps whose metrics get summary columns <metric>_at_<step>"),
     _float("engine.divergence_bound", 1e8, "a run whose training loss exceeds this (or is not finite) is frozen as diverged", positive=True),
+    Setting("engine.stop_when", str, "", "a criterion on a logged metric (`\"train_loss < 1e-8\"`): a run meeting it at a logged step is frozen there, keeping its values, and the summary gets `stopped_step`", sweepable=False),
     _int("engine.memory_budget_mb", 0, "MiB for one chunk of runs on one device (0: half the accelerator's memory, or 8 MiB, about a CPU cache, on the host)", minimum=0, sweepable=False),
     _int("engine.chunk_size", 0, "most runs per chunk, the runs one device computes in one call (0: from the memory budget)", minimum=0, sweepable=False),
     _choice("engine.strategy", "auto", ("auto", "vmap", "map"), "how a device trains the runs of a chunk: `vmap` (batched into one program), `map` (one after another, in one call), `auto` (`map` on the host for runs over 512 KiB, else `vmap`)", sweepable=False),
@@ -164,7 +167,9 @@ def schema() -> dict[str, Setting]:
 
 
 TABLES = ("data", "model", "optimizer", "loss", "measure", "engine", "plot")
-TOP_LEVEL = ("name", "seeds", "steps", "log_every", "dtype", "metrics", "summary_steps", "plugins") + TABLES
+DESIGN_KEYS = ("design", "samples", "design_seed")
+TOP_LEVEL = ("name", "seeds", "steps", "log_every", "dtype", "metrics", "summary_steps", "plugins", "vars", "zip",
+             *DESIGN_KEYS) + TABLES
 SWEEP_FORMS = ("linspace", "logspace", "geomspace")
 REDUCERS = ("median", "mean", "min", "max")
 PHASE_KEYS = {"x": None, "y": None, "value": None, "reduce": "median", "select": None, "file": None}
@@ -248,7 +253,7 @@ def _expand_range(key: str, form: str, args: Any) -> list:
     if form == "geomspace" and (start <= 0 or stop <= 0):
         raise SpecError(f"{key}: got {{geomspace = {args!r}}}; expected start > 0 and stop > 0")
     values = [float(v) for v in make(start, stop, int(count))]
-    if schema()[key].type is int:
+    if key in schema() and schema()[key].type is int:
         values = [round(v) for v in values]
         if len(set(values)) < len(values):
             raise SpecError(
@@ -285,6 +290,207 @@ def _resolve_setting(key: str, raw: Any) -> Any:
             raise SpecError(f"{key}: got repeated values in the sweep {list(raw)!r}")
         return values
     return _check_scalar(key, raw)
+
+
+# Per-run quantities at initialization an expression may read (computed inside the
+# compiled program: jaxgd.engine.loop.at_init), and short names of the shape settings.
+INIT_QUANTITIES = ("sharpness0", "ntk0")
+SHORT_NAMES = {"width": "model.width", "d": "data.d", "n": "data.n"}
+VAR_PREFIX = "vars."
+# Quantities at initialization depend on the data, the model and the loss: they may set
+# only what comes after initialization.
+SET_AFTER_INIT = ("optimizer.", "engine.")
+
+
+def _resolve_vars(raw) -> dict[str, list[float]]:
+    """[vars]: each free variable's values (a number, a list or a range) as a list; every
+    var is an axis of the grid."""
+    if not isinstance(raw, dict):
+        raise SpecError(f"[vars] must be a table of name = values, got {raw!r}")
+    leaves = {key.rpartition(".")[2] for key in schema()}
+    resolved = {}
+    for name, value in raw.items():
+        where = f"{VAR_PREFIX}{name}"
+        if not name.isidentifier() or name in INIT_QUANTITIES or name in SHORT_NAMES or name in leaves:
+            raise SpecError(f"{where}: {name!r} is not a free name (a setting, a quantity at initialization or not "
+                            "an identifier); choose another")
+        if isinstance(value, dict):
+            forms = [f for f in value if f in SWEEP_FORMS]
+            if len(value) != 1 or not forms:
+                raise SpecError(f"{where}: got {value!r}; a range is a table with one key, one of {', '.join(SWEEP_FORMS)}")
+            value = _expand_range(where, forms[0], value[forms[0]])
+        values = value if isinstance(value, list) else [value]
+        if not values or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values):
+            raise SpecError(f"{where}: got {value!r}; expected a number, a non-empty list of numbers or a range")
+        if len(set(values)) < len(values):
+            raise SpecError(f"{where}: got repeated values {values!r}")
+        resolved[name] = [float(v) for v in values]
+    return resolved
+
+
+@dataclasses.dataclass(frozen=True)
+class Derived:
+    """A setting computed per run from an expression, `key = {expr = text}`; `refs` says
+    what each name in the text reads: `vars.<name>`, a dotted key or a quantity at
+    initialization. Without quantities at initialization it is computed when the grid is
+    planned (a column of the tables); with them, inside the compiled program."""
+
+    key: str
+    text: str
+    refs: tuple[tuple[str, str], ...]
+    at_init: bool
+
+    @property
+    def tree(self):
+        return expressions.parse(self.text, self.key)
+
+    def value(self, value_of, xp=np):
+        """Its value, `value_of(ref)` giving what each name reads."""
+        return expressions.evaluate(self.tree, {name: value_of(ref) for name, ref in self.refs}, xp)
+
+
+def _reference(key: str, name: str, variables, leaves) -> str:
+    """What `name` in the expression of `key` reads: a var, a quantity at initialization,
+    or a setting by dotted key, short name or unambiguous last part."""
+    if name in variables:
+        return VAR_PREFIX + name
+    if name in INIT_QUANTITIES:
+        return name
+    ref = SHORT_NAMES.get(name, name if name in schema() else None)
+    if ref is None and len(leaves.get(name, ())) == 1:
+        ref = leaves[name][0]
+    if ref is None:
+        known = list(variables) + list(INIT_QUANTITIES) + list(SHORT_NAMES)
+        what = f"ambiguous: it is the last part of {', '.join(leaves[name])}; write the dotted key" if name in leaves else \
+            f"unknown{_nearest(name, known + list(leaves))}; names are vars ({', '.join(variables) or 'none'}), settings, " \
+            f"{', '.join(INIT_QUANTITIES + tuple(SHORT_NAMES))}"
+        raise SpecError(f"{key}: the name {name!r} is {what}")
+    if schema()[ref].type not in (int, float):
+        raise SpecError(f"{key}: {name!r} reads {ref}, which is not a number")
+    return ref
+
+
+def _resolve_derived(exprs: dict[str, Any], variables) -> tuple[Derived, ...]:
+    """The derived settings, each after those it reads; refused before compiling: a static
+    setting derived, unknown names, cycles, quantities at initialization setting what
+    initialization depends on."""
+    leaves: dict[str, list[str]] = {}
+    for known in schema():
+        leaves.setdefault(known.rpartition(".")[2], []).append(known)
+    refs = {}
+    for key, text in exprs.items():
+        setting = schema()[key]
+        if not setting.traced:
+            raise SpecError(f"{key}: got {{expr = {text!r}}}; only float settings can be derived, and {key} "
+                            f"({setting.type.__name__}) is static: one compiled program per value")
+        names = expressions.names(expressions.parse(text, key))
+        refs[key] = tuple(sorted((name, _reference(key, name, variables, leaves)) for name in names))
+    ordered: dict[str, Derived] = {}
+
+    def visit(key, path):
+        if key in path:
+            raise SpecError(f"{' -> '.join(path[path.index(key):] + (key,))}: derived settings read each other in a cycle")
+        if key in ordered:
+            return
+        for _, ref in refs[key]:
+            if ref in refs:
+                visit(ref, path + (key,))
+        at_init = any(ref in INIT_QUANTITIES or (ref in ordered and ordered[ref].at_init) for _, ref in refs[key])
+        if at_init and not key.startswith(SET_AFTER_INIT):
+            raise SpecError(f"{key}: {{expr = {exprs[key]!r}}} reads a quantity at initialization "
+                            f"({', '.join(INIT_QUANTITIES)}), which depends on {key}; such expressions may set only "
+                            + ", ".join(p + "*" for p in SET_AFTER_INIT))
+        ordered[key] = Derived(key, exprs[key], refs[key], at_init)
+
+    for key in refs:
+        visit(key, ())
+    return tuple(ordered.values())
+
+
+def _resolve_zip(raw, settings, variables) -> tuple[tuple[str, ...], ...]:
+    """zip = [["model.width", "optimizer.lr"], ...]: axes (swept settings, vars) that move
+    together, so their lists must have equal lengths."""
+    if not isinstance(raw, list) or not all(isinstance(g, list) and len(g) >= 2 and all(isinstance(k, str) for k in g)
+                                            for g in raw):
+        raise SpecError(f"zip: got {raw!r}; expected a list of lists of two or more swept keys, "
+                        "e.g. zip = [[\"model.width\", \"optimizer.lr\"]]")
+    def axis(key):
+        """(the axis, its values): `c` or `vars.c` for a var, else a dotted key."""
+        var = key.removeprefix(VAR_PREFIX)
+        return (VAR_PREFIX + var, variables[var]) if var in variables else (key, settings.get(key))
+
+    seen, groups = set(), []
+    for group in raw:
+        axes = dict(axis(key) for key in group)
+        for key, (name, values) in zip(group, map(axis, group)):
+            if not isinstance(values, list):
+                raise SpecError(f"zip: {key!r} is not a swept setting or a var; zip lists swept settings "
+                                "(dotted keys) and vars")
+            if name in seen or len(axes) < len(group):
+                raise SpecError(f"zip: {key!r} appears twice; an axis moves with one group")
+        if len({len(values) for values in axes.values()}) > 1:
+            raise SpecError(f"zip: {group!r} have lists of unequal length ({', '.join(str(len(v)) for v in axes.values())}); "
+                            "zipped axes move together and need as many values each")
+        seen.update(axes)
+        groups.append(tuple(axes))
+    return tuple(groups)
+
+
+@dataclasses.dataclass(frozen=True)
+class Design:
+    """design = "sobol" | "random" with samples = N: N points drawn in the ranges of the
+    swept float settings and vars given as ranges (log-uniform for logspace and
+    geomspace), from design_seed; other swept settings stay a product with them."""
+
+    kind: str
+    samples: int
+    seed: int
+    ranges: tuple[tuple[str, str, tuple], ...]  # (axis, form, [start, stop, count]) as written
+
+    def bounds(self, axis_form_args) -> tuple[float, float, bool]:
+        """(low, high, log) of one range."""
+        _, form, (start, stop, _) = axis_form_args
+        if form == "logspace":
+            return 10.0 ** start, 10.0 ** stop, True
+        return float(start), float(stop), form == "geomspace"
+
+
+def _range_form(value) -> str | None:
+    return next(iter(value)) if isinstance(value, dict) and len(value) == 1 and next(iter(value)) in SWEEP_FORMS else None
+
+
+def _resolve_design(raw: dict, flat, raw_vars, zipped) -> Design | None:
+    """The random design, if any: its kind, sample count, seed and the ranges it samples."""
+    kind, samples, seed = raw.get("design", "grid"), raw.get("samples"), raw.get("design_seed", 0)
+    if kind == "grid":
+        if samples is not None or "design_seed" in raw:
+            raise SpecError("samples, design_seed: need design = 'sobol' or 'random'")
+        return None
+    if kind not in ("sobol", "random"):
+        raise SpecError(f"design: got {kind!r}; expected 'grid' (the default), 'sobol' or 'random'")
+    for key, value, minimum in (("samples", samples, 1), ("design_seed", seed, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise SpecError(f"{key}: got {value!r}; expected an integer >= {minimum}")
+    ranges = [(k, _range_form(v), tuple(v[_range_form(v)])) for k, v in flat.items() if _range_form(v) and schema()[k].traced]
+    ranges += [(VAR_PREFIX + k, _range_form(v), tuple(v[_range_form(v)])) for k, v in raw_vars.items() if _range_form(v)]
+    if not ranges:
+        raise SpecError(f"design = {kind!r}: no float setting or var is a range ({', '.join(SWEEP_FORMS)}) to sample")
+    zipped_ranges = [axis for axis, _, _ in ranges if any(axis in group for group in zipped)]
+    if zipped_ranges:
+        raise SpecError(f"zip: {', '.join(zipped_ranges)} are sampled by design = {kind!r}; they cannot be zipped")
+    return Design(kind, samples, seed, tuple(ranges))
+
+
+def _check_stop_when(settings, metric_names, derived):
+    """engine.stop_when: a criterion on one of the spec's metrics, in the XLA loop (as are
+    settings derived at initialization)."""
+    if settings["engine.kernel"] == "fused" and (settings["engine.stop_when"] or any(d.at_init for d in derived)):
+        raise SpecError("engine.kernel: got 'fused', which computes neither engine.stop_when nor settings derived "
+                        f"from {', '.join(INIT_QUANTITIES)}; expected 'xla'")
+    if settings["engine.stop_when"]:
+        metric, _, _ = expressions.criterion(settings["engine.stop_when"], "engine.stop_when")
+        if metric not in metric_names:
+            raise SpecError(f"engine.stop_when: {metric!r} is not one of the spec's metrics: {', '.join(metric_names)}")
 
 
 def _flatten(raw: dict) -> dict[str, Any]:
@@ -413,18 +619,21 @@ def _check_combinations(settings, metric_names):
         _check_fused_kernel(settings, metric_names)
     if settings["log_every"] > settings["steps"]:
         raise SpecError(f"log_every: got {settings['log_every']}; expected 1 <= log_every <= steps = {settings['steps']}")
-    real_labels = "real" in _values(settings, "data.labels")
+    # Labels are +-1 where their sign is taken, or where every data set chosen gives +-1
+    # labels and no label noise is added to them.
+    names = _values(settings, "data.name")
+    pm1_data = all(n in registry.names("dataset") and registry.get("dataset", n).declared("labels_pm1") for n in names)
+    real_labels = "real" in _values(settings, "data.labels") and not (pm1_data and _values(settings, "data.noise") == [0.0])
     for name in _values(settings, "loss.name"):
         if registry.get("loss", name).declared("labels_pm1") and real_labels:
             raise SpecError(
-                f"loss.name: '{name}' needs +-1 labels but data.labels includes 'real'; "
-                "set data.labels = 'sign'"
+                f"loss.name: '{name}' needs +-1 labels but data.labels includes 'real' (with a data set whose labels are "
+                "not all +-1, or label noise); set data.labels = 'sign'"
             )
     chosen = [registry.get("metric", name) for name in metric_names]
     for metric in chosen:
         if metric.declared("labels_pm1") and real_labels:
             raise SpecError(f"metrics: '{metric.name}' needs +-1 labels but data.labels includes 'real'; set data.labels = 'sign'")
-    names = _values(settings, "data.name")
     generated = [registry.get("dataset", n) for n in names if n not in data.GIVEN]
     for dataset in generated:
         _check_requires(settings, dataset)
@@ -486,6 +695,21 @@ class _Namespace:
         raise AttributeError(key)
 
 
+def _check_in_scope(settings, flat, in_scope) -> None:
+    """Every component the spec chooses, and every setting it gives, is a built-in's or its
+    own plugins': a component that another spec's plugin registered in this process is
+    refused (a fresh process resuming this sweep would not know it)."""
+    for key in [k for k in flat if k in schema() and k not in settings]:
+        raise SpecError(f"{key}: this setting belongs to {registry.owners(key)[0].origin}, which this spec does not "
+                        "list in plugins; add it to plugins = [...]")
+    for key, value in settings.items():
+        kind = schema()[key].names_a
+        for name in (_values(settings, key) if kind else []):
+            if name in registry.names(kind) and not in_scope(registry.get(kind, name)):
+                raise SpecError(f"{key}: '{name}' is registered by {registry.get(kind, name).origin}, which this spec "
+                                "does not list in plugins; add it to plugins = [...]")
+
+
 def _check_requires(settings, dataset: registry.Component):
     """A data set's own condition on data.d and its settings, for every value swept."""
     requires = dataset.declared("requires")
@@ -520,6 +744,10 @@ class Spec:
     plot: dict[str, list[dict]]
     given: given.GivenData | None = None  # the arrays of data.name = "file" or "inline"
     plugins: tuple[str, ...] = ()  # the user files and modules that register components, resolved
+    vars: dict[str, list[float]] = dataclasses.field(default_factory=dict)  # [vars]: free swept variables
+    derived: tuple[Derived, ...] = ()  # settings given as {expr = ...}, each after those it reads
+    zip: tuple[tuple[str, ...], ...] = ()  # axes that move together
+    design: Design | None = None  # a random design instead of a grid over the ranges
 
     @property
     def name(self) -> str:
@@ -530,8 +758,14 @@ class Spec:
         return [k for k, v in self.settings.items() if isinstance(v, list)]
 
     @property
+    def axes(self) -> list[str]:
+        """The grid's axes: swept settings, then vars (`vars.c`)."""
+        return self.swept + [VAR_PREFIX + name for name in self.vars]
+
+    @property
     def columns(self) -> dict[str, str]:
-        return column_names(self.swept)
+        """Table column of each axis and of each derived setting."""
+        return column_names(self.axes + [d.key for d in self.derived])
 
     @property
     def escape(self) -> tuple[str, float, bool] | None:
@@ -547,6 +781,18 @@ class Spec:
         for key, value in self.settings.items():
             table, _, leaf = key.rpartition(".")
             (out.setdefault(table, {}) if table else out)[leaf or key] = list(value) if isinstance(value, tuple) else value
+        for d in self.derived:
+            table, _, leaf = d.key.rpartition(".")
+            out[table][leaf] = {"expr": d.text}
+        if self.vars:
+            out["vars"] = dict(self.vars)
+        if self.zip:
+            out["zip"] = [list(group) for group in self.zip]
+        if self.design:
+            out.update(design=self.design.kind, samples=self.design.samples, design_seed=self.design.seed)
+            for axis, form, args in self.design.ranges:  # as written: the design samples the range, not its points
+                table, _, leaf = axis.rpartition(".")
+                out[table][leaf] = {form: list(args)}
         if self.settings["data.name"] == "inline":
             out["data"].update({k: a.tolist() for k, a in zip(given.ARRAY_NAMES, self.given.arrays)})
         if any(self.plot.values()):
@@ -559,9 +805,8 @@ class Spec:
         return out
 
 
-def _resolve_plot(raw, settings, metric_names) -> dict[str, list[dict]]:
-    swept = [k for k, v in settings.items() if isinstance(v, list)]
-    spec_columns, summary_steps = column_names(swept), settings["summary_steps"]
+def _resolve_plot(raw, settings, spec_columns, metric_names) -> dict[str, list[dict]]:
+    summary_steps = settings["summary_steps"]
     raw = raw or {}
     if not isinstance(raw, dict):
         raise SpecError(f"[plot] must be a table, got {raw!r}")
@@ -571,7 +816,8 @@ def _resolve_plot(raw, settings, metric_names) -> dict[str, list[dict]]:
     by_column = {**{c: c for c in spec_columns.values()}, **spec_columns, "seed": "seed"}
     summary_columns = ["diverged", "diverged_step"] + [
         f"{s}_{m}" for m in metric_names for s in ("final", "min", "max")
-    ] + [f"{m}_at_{t}" for m in metric_names for t in summary_steps] + ["escape_step"]
+    ] + [f"{m}_at_{t}" for m in metric_names for t in summary_steps] + ["escape_step"] + (
+        ["stopped_step"] if settings["engine.stop_when"] else [])
 
     def entries(kind, allowed):
         items = raw.get(kind, [])
@@ -691,24 +937,49 @@ def load(spec, overrides=None) -> Spec:
     plugin_names = plugins.load(raw.pop("plugins", []), base)
     flat = _flatten(raw)
     plot_raw = flat.pop("plot", None)
+    raw_vars = flat.pop("vars", {})
+    design_raw = {k: flat.pop(k) for k in DESIGN_KEYS if k in flat}
+    zip_raw = flat.pop("zip", [])
     inline_arrays = {k: flat.pop(f"data.{k}") for k in given.ARRAY_NAMES if f"data.{k}" in flat}
     for key, value in parse_overrides(overrides).items():
         if key == "plot" or key.startswith("plot."):
             raise SpecError(f"override {key!r}: plot tables cannot be overridden; edit the spec")
-        _check_known(key)
-        flat[key] = value
+        if key.startswith(VAR_PREFIX):  # --set vars.c=[0.5, 1]
+            raw_vars = {**raw_vars, key.removeprefix(VAR_PREFIX): value}
+        elif key in DESIGN_KEYS:
+            design_raw[key] = value
+        elif key == "zip":
+            zip_raw = value
+        else:
+            _check_known(key)
+            flat[key] = value
     for key in flat:
         _check_known(key)
+    variables = _resolve_vars(raw_vars)
+    exprs = {k: flat.pop(k)["expr"] for k, v in list(flat.items()) if isinstance(v, dict) and list(v) == ["expr"]}
 
-    settings = {key: _resolve_setting(key, flat.get(key, s.default)) for key, s in schema().items()}
+    in_scope = lambda c: plugins.visible(c, plugin_names)
+    keys = [key for key in schema() if not (owners := registry.owners(key)) or any(map(in_scope, owners))]
+    settings = {key: _resolve_setting(key, flat.get(key, schema()[key].default)) for key in keys}
+    _check_in_scope(settings, flat, in_scope)
+    derived = _resolve_derived(exprs, variables)
+    zipped = _resolve_zip(zip_raw, settings, variables)
+    design = _resolve_design(design_raw, flat, raw_vars if isinstance(raw_vars, dict) else {}, zipped)
     arrays = _resolve_given(settings, flat, inline_arrays, base)
     seeds = _resolve_seeds(flat.get("seeds", DEFAULT_SEEDS))
     metric_names = _resolve_metrics(flat.get("metrics", list(DEFAULT_METRICS)))
+    for name in metric_names:
+        if not in_scope(registry.get("metric", name)):
+            raise SpecError(f"metrics: '{name}' is registered by {registry.get('metric', name).origin}, which this spec "
+                            "does not list in plugins; add it to plugins = [...]")
     _check_combinations(settings, metric_names)
+    _check_stop_when(settings, metric_names, derived)
     if plugin_names:
         plugins.check_shapes(settings)
-    plot = _resolve_plot(plot_raw, settings, metric_names)
-    return Spec(settings=settings, seeds=seeds, metrics=metric_names, plot=plot, given=arrays, plugins=plugin_names)
+    resolved = Spec(settings=settings, seeds=seeds, metrics=metric_names, plot={}, given=arrays, plugins=plugin_names,
+                    vars=variables, derived=derived, zip=zipped, design=design)
+    plot = _resolve_plot(plot_raw, settings, resolved.columns, metric_names)
+    return dataclasses.replace(resolved, plot=plot)
 
 
 def written(value) -> str:
@@ -727,12 +998,12 @@ def _selector_key(kind: str) -> str:
     return f"{registry.KINDS[kind].table}.{selector}" if selector else "metrics"
 
 
-def settings_table(prefix: str = "") -> list[dict]:
+def settings_table(prefix: str = "", *, builtin_only: bool = False) -> list[dict]:
     """Every setting, and every registered component, whose key starts with `prefix`, from
     the sources validation reads (`schema()` and the registry): rows of key, type, kind
     ('traced' or 'static'), default, allowed and doc. A component is a row
     `<the key that chooses it>: NAME` (`data.name: parity`, `metrics: margin`) of type
-    its kind. What `jaxgd settings` prints and the README's tables show."""
+    its kind. What `jaxgd settings` prints and (`builtin_only`) the README's tables show."""
     rows = [
         dict(key="seeds", type="int or list", kind="static", default=DEFAULT_SEEDS, allowed=SEEDS_ALLOWED,
              doc="random seeds: a count k (seeds 0..k-1) or a list"),
@@ -740,9 +1011,31 @@ def settings_table(prefix: str = "") -> list[dict]:
              allowed="names of metrics (see Components)", doc="metrics logged every log_every steps"),
         dict(key="plugins", type="list of str", kind="static", default=[], allowed="",
              doc="user files (relative to the spec) or modules that register components, loaded before validation"),
+        dict(key="vars", type="table", kind="traced", default={}, allowed="name = a number, list or range",
+             doc="free swept variables, read by expressions (`lr = {expr = \"c / sharpness0\"}`); each is an axis and a column"),
+        dict(key="zip", type="list of lists", kind="static", default=[], allowed="swept keys and vars, lists of equal length",
+             doc="axes that move together instead of forming a product"),
+        dict(key="design", type="str", kind="static", default="grid", allowed="'grid', 'sobol' or 'random'",
+             doc="`sobol`, `random`: `samples` points in the ranges of the swept float settings and vars"),
+        dict(key="samples", type="int", kind="static", default=None, allowed="an integer >= 1",
+             doc="points of a `sobol` or `random` design"),
+        dict(key="design_seed", type="int", kind="static", default=0, allowed="an integer >= 0",
+             doc="seed of a `sobol` (digital shift) or `random` design"),
     ]
+    shown = lambda component: component.builtin or not builtin_only
+
+    def listed(setting: Setting) -> Setting:
+        """The setting with the choices shown (a component choice: only those shown)."""
+        if setting.names_a is None:
+            return setting
+        kept = [c for c in setting.choices
+                if c not in registry.names(setting.names_a) or shown(registry.get(setting.names_a, c))]
+        return dataclasses.replace(setting, choices=tuple(kept))
+
     rows += [dict(key=key, type=_type_name(s), kind="traced" if s.traced else "static", default=s.default,
-                  allowed=_allowed(s), doc=s.doc) for key, s in schema().items()]
+                  allowed=_allowed(listed(s)), doc=s.doc) for key, s in schema().items()
+             if not (owners := registry.owners(key)) or any(map(shown, owners))]
     rows += [dict(key=f"{_selector_key(kind)}: {name}", type=kind, kind="component", default=None, allowed="",
-                  doc=registry.get(kind, name).doc) for kind in registry.KINDS for name in registry.names(kind)]
+                  doc=registry.get(kind, name).doc) for kind in registry.KINDS for name in registry.names(kind)
+             if shown(registry.get(kind, name))]
     return [row for row in rows if row["key"].startswith(prefix)]
