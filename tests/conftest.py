@@ -4,6 +4,7 @@ import jax
 import pytest
 
 import jaxgd
+from jaxgd.engine import dispatch
 
 # The test process computes on one device the reference numbers that tests of several
 # devices compare against; jaxgd.run would otherwise take one device per core.
@@ -41,5 +42,5 @@ def no_compile(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("the engine was reached: validation should have failed first")
 
-    monkeypatch.setattr(jaxgd.engine.dispatch, "execute", refuse)
-    monkeypatch.setattr(jaxgd.engine.dispatch, "compile_group", refuse)
+    monkeypatch.setattr(dispatch, "execute", refuse)
+    monkeypatch.setattr(dispatch, "compile_group", refuse)

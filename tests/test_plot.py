@@ -1,5 +1,5 @@
 """Phase diagrams, curves and lines drawn from result tables: scales, reductions, the
-interquartile band over seeds, selections."""
+interquartile band over seeds, selections, theory lines."""
 
 import numpy as np
 import pandas as pd
@@ -7,7 +7,10 @@ import pytest
 from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
 
+import jaxgd
 from jaxgd.front import plot
+
+from conftest import make_spec
 
 
 def summary_table():
@@ -141,3 +144,40 @@ def test_save_figures_skips_a_figure_whose_selection_is_not_swept(tmp_path, caps
     assert capsys.readouterr().err.strip() == (
         "jaxgd: warning: skipping figure lines.png: select.width: no rows with width = 128; "
         "the table has width = 8, 16, 32, 64")
+
+
+def test_theory_lines_are_drawn_where_their_expressions_put_them():
+    """Overlays (phase diagrams, lines) and references (curves) from the spec, read back
+    from the figure objects: each line at y = expr(x), labelled by its expression."""
+    from jaxgd.front.plot import figure
+
+    spec = make_spec(seeds=2, steps=20, log_every=10, metrics=["train_loss", "step_size"],
+                     model={"width": [4, 8, 16]}, optimizer={"lr": {"logspace": [-2, 0, 3]}},
+                     plot={"phase_diagram": {"x": "width", "y": "lr", "value": "final_train_loss",
+                                             "overlay": ["0.8 / width", "2 * min_step_size"]},
+                           "curves": {"metric": "step_size", "hue": "lr", "select": {"width": 8},
+                                      "reference": ["2 / lr", 0.05]},
+                           "lines": {"x": "width", "y": "final_train_loss", "overlay": "0.01 * width"}})
+    resolved = jaxgd.load_spec(spec)
+    results = jaxgd.run(spec, progress=False)
+    lines = {line.get_label(): line for line in figure("phase_diagram", resolved.plot["phase_diagram"][0], results).axes[0].get_lines()}
+    np.testing.assert_allclose(lines["0.8 / width"].get_xdata(), [4, 8, 16])
+    np.testing.assert_allclose(lines["0.8 / width"].get_ydata(), [0.2, 0.1, 0.05])
+    np.testing.assert_allclose(lines["2 * min_step_size"].get_ydata(), 2 * results.summary.groupby("width").min_step_size.median())
+    curve_lines = figure("curves", resolved.plot["curves"][0], results).axes[0].get_lines()
+    per_hue = [line for line in curve_lines if line.get_linestyle() == "--"]  # one 2 / lr line per step size
+    assert sorted(np.unique(line.get_ydata())[0] for line in per_hue) == pytest.approx([2.0, 20.0, 200.0])
+    flat = next(line for line in curve_lines if line.get_label() == "0.05")
+    np.testing.assert_allclose(flat.get_ydata(), 0.05)
+    (overlay,) = [l for l in figure("lines", resolved.plot["lines"][0], results).axes[0].get_lines() if l.get_label() == "0.01 * width"]
+    np.testing.assert_allclose(overlay.get_ydata(), [0.04, 0.08, 0.16])
+
+
+@pytest.mark.parametrize("entry, message", [
+    ({"phase_diagram": {"x": "width", "y": "lr", "value": "final_train_loss", "overlay": ["2 / sharpness"]}}, "reads sharpness"),
+    ({"curves": {"metric": "train_loss", "reference": ["import os"]}}, "plot.curves.reference"),
+    ({"curves": {"metric": "train_loss", "reference": [True]}}, "a list of expressions"),
+])
+def test_bad_theory_lines_are_refused_before_running(no_compile, entry, message):
+    with pytest.raises(jaxgd.SpecError, match=message):
+        jaxgd.load_spec(make_spec(model={"width": [4, 8]}, optimizer={"lr": [0.1, 0.2]}, plot=entry))

@@ -24,3 +24,17 @@ def test_quickstart_edge_of_stability_falls_with_width():
     assert stable[4] > stable[64] > stable[256]
     assert stable[4] / stable[256] > 10
     assert results.summary.diverged.any()
+
+
+def test_edge_of_stability_sharpness_rises_to_two_over_lr_and_stays():
+    """Progressive sharpening, then the edge of stability: at lr = 60 and 90 the top Hessian
+    eigenvalue starts below 2 / lr and ends within 3% of it (lr * sharpness = 2), staying
+    below 2.2 over the second half; at lr = 180 it starts above and comes back to 2."""
+    results = jaxgd.run(SWEEPS[0].parent / "edge_of_stability.toml", progress=False,
+                        overrides={"seeds": 2, "steps": 2500, "optimizer.lr": [60.0, 90.0, 180.0]})
+    history = results.history
+    for lr, rows in history.groupby("lr"):
+        by_step = rows.groupby("step").lr_sharpness.median()
+        assert (by_step.iloc[0] > 2.5) == (lr == 180.0)
+        assert by_step.iloc[-1] == pytest.approx(2.0, rel=0.03)
+        assert by_step[by_step.index >= 1250].max() < 2.2

@@ -13,12 +13,16 @@ import pandas as pd
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import ListedColormap, LogNorm, Normalize
 from matplotlib.figure import Figure
-from matplotlib.patches import Patch
+from matplotlib.patches import Patch, Rectangle
 
+from jaxgd.sweep import expressions
 from jaxgd.sweep.spec import REDUCERS
 
 DIVERGED_COLOR = "#d62728"
 BAND_ALPHA = 0.2
+DIVERGED_HATCH = "xx"  # diverged cells stay apart from the colour map in greyscale
+# Theory lines: black, one dash pattern each, so they read in greyscale and over any colour.
+THEORY_STYLES = ["--", ":", "-.", (0, (5, 1, 1, 1, 1, 1))]
 
 
 class NotSwept(ValueError):
@@ -74,12 +78,14 @@ def _axis(ax_setter, ticks_setter, values):
 
 
 def phase_diagram(summary: pd.DataFrame, x: str, y: str, value: str, reduce: str = "median",
-                  *, log_color: bool | None = None, select: dict | None = None, title: str | None = None) -> Figure:
+                  *, log_color: bool | None = None, select: dict | None = None, title: str | None = None,
+                  overlay: list[str] = ()) -> Figure:
     """Heatmap of `value` over the swept settings `x` and `y`, reduced over seeds and any
     other swept setting with `reduce` (median, mean, min, max). The value is reduced over
     the runs that did not diverge; cells where at least half the runs diverged are drawn
-    in red. Log-spaced axes are drawn on a log scale. `select` ({column: value}) keeps
-    only the matching runs."""
+    in red and hatched. Log-spaced axes are drawn on a log scale. `select` ({column:
+    value}) keeps only the matching runs. `overlay`: theory curves y = expr(x) (see
+    `theory_lines`)."""
     _check_columns(summary, x=x, y=y, value=value)
     _check_reduce(reduce)
     summary, select = _select(summary, select)
@@ -104,11 +110,22 @@ def phase_diagram(summary: pd.DataFrame, x: str, y: str, value: str, reduce: str
     norm = LogNorm(positive.min(), positive.max()) if log_color and positive.size else None
     mesh = ax.pcolormesh(x_edges, y_edges, grid, norm=norm, cmap="viridis")
     fig.colorbar(mesh, ax=ax, label=f"{reduce} of {value}")
+    handles = []
     if diverged.any():
         ax.pcolormesh(x_edges, y_edges, np.ma.masked_where(~diverged, diverged.astype(float)),
                       cmap=ListedColormap([DIVERGED_COLOR]))
-        ax.legend(handles=[Patch(color=DIVERGED_COLOR, label="diverged (half of runs or more)")],
-                  loc="upper center", bbox_to_anchor=(0.5, -0.12), frameon=False)
+        for row, column in zip(*np.nonzero(diverged)):
+            ax.add_patch(Rectangle((x_edges[column], y_edges[row]), x_edges[column + 1] - x_edges[column],
+                                   y_edges[row + 1] - y_edges[row], fill=False, hatch=DIVERGED_HATCH, linewidth=0))
+        handles.append(Patch(facecolor=DIVERGED_COLOR, hatch=DIVERGED_HATCH, label="diverged (half of runs or more)"))
+    if overlay:
+        numeric = _is_numeric(xs) and (is_log_spaced(xs) or is_evenly_spaced(xs))
+        if not numeric:
+            raise ValueError(f"overlay: the x axis {x} is drawn as categories; an overlay needs numeric x values")
+        handles += theory_lines(ax, overlay, summary, x)
+        ax.set_ylim(y_edges[0], y_edges[-1])
+    if handles:
+        ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.12), frameon=False, ncols=2)
     ax.set_xlabel(x)
     ax.set_ylabel(y)
     ax.set_title(title or f"{value} over {x} and {y}" + _selection(select))
@@ -116,10 +133,12 @@ def phase_diagram(summary: pd.DataFrame, x: str, y: str, value: str, reduce: str
 
 
 def curves(history: pd.DataFrame, metric: str, hue: str | None = None, *, logy: bool = True,
-           select: dict | None = None, x: str = "step", title: str | None = None) -> Figure:
+           select: dict | None = None, x: str = "step", title: str | None = None, reference: list[str] = ()) -> Figure:
     """`metric` against `x` (the step, or another logged metric such as online_time): the
     median over seeds (and any other swept setting), with their interquartile range as a
-    band, one line per value of `hue`, over the rows matching `select` ({column: value})."""
+    band, one line per value of `hue`, over the rows matching `select` ({column: value}).
+    `reference`: theory lines, a number (horizontal) or an expression of `x` and the
+    swept settings, drawn for each value of `hue` it reads (see `theory_lines`)."""
     _check_columns(history, metric=metric, hue=hue, x=x)
     history, select = _select(history, select)
     fig = Figure(figsize=(7, 4.5), layout="constrained")
@@ -136,14 +155,21 @@ def curves(history: pd.DataFrame, metric: str, hue: str | None = None, *, logy: 
         color = cmap(norm(value)) if numeric_hue else cmap(i / max(len(groups) - 1, 1))
         _line_and_band(ax, xs, by_step[metric], "median", color=color,
                        label=None if hue is None else f"{hue} = {value}")
+        per_hue = hue is not None and any(hue in _names(text) for text in reference)
+        if per_hue or i == 0:  # a line that does not read the hue is the same for every value of it
+            theory_lines(ax, reference, rows, x, by="step", color=color if per_hue else "black", labelled=i == 0)
     if logy:
         ax.set_yscale("log")
     ax.set_xlabel(x)
     ax.set_ylabel(f"median {metric} (band: interquartile range)")
-    if numeric_hue and len(groups) > 6:  # many lines: a colour bar reads better than a legend
+    colour_bar = numeric_hue and len(groups) > 6  # many lines: a colour bar reads better than a legend
+    if colour_bar:
         fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, label=hue)
-    elif hue:
+    theory = [line for line in ax.get_lines() if line.get_label() in map(str, reference)]
+    if hue and not colour_bar:
         ax.legend(fontsize="small")
+    elif theory:
+        ax.legend(handles=theory, fontsize="small")
     ax.set_title(title or f"{metric} against {x}" + (f" by {hue}" if hue else "") + _selection(select))
     return fig
 
@@ -201,11 +227,11 @@ def _select(table: pd.DataFrame, select: dict | None) -> tuple[pd.DataFrame, dic
 
 
 def lines(summary: pd.DataFrame, x: str, y: list[str], hue: str | None = None, reduce: str = "median", *,
-          logy: bool = True, select: dict | None = None, title: str | None = None) -> Figure:
+          logy: bool = True, select: dict | None = None, title: str | None = None, overlay: list[str] = ()) -> Figure:
     """Summary columns `y` against the swept setting `x`, reduced over seeds (and any
     other swept setting) with `reduce`, with their interquartile range as a band: one
     line style per column, one colour per value of `hue`. Log-spaced x values get a log
-    axis."""
+    axis. `overlay`: theory curves y = expr(x) (see `theory_lines`)."""
     y = [y] if isinstance(y, str) else list(y)
     _check_columns(summary, x=x, hue=hue, **{f"y[{i}]": c for i, c in enumerate(y)})
     _check_reduce(reduce)
@@ -226,6 +252,7 @@ def lines(summary: pd.DataFrame, x: str, y: list[str], hue: str | None = None, r
         ax.set_xscale("log")
     if logy:
         ax.set_yscale("log")
+    theory_lines(ax, overlay, table, x)
     ax.set_xlabel(x)
     ax.set_ylabel(f"{reduce} over seeds (band: interquartile range)")
     ax.legend(fontsize="small")
@@ -233,16 +260,40 @@ def lines(summary: pd.DataFrame, x: str, y: list[str], hue: str | None = None, r
     return fig
 
 
+def _names(text: str) -> set[str]:
+    return expressions.names(expressions.parse(text, "overlay"))
+
+
+def theory_lines(ax, texts, table: pd.DataFrame, x: str, *, by: str | None = None, color="black",
+                 labelled: bool = True) -> list:
+    """Draw each expression of `texts` (the spec's expression language) as a line y =
+    expr(x) over the groups of `table` by `by` (default: x itself): `x` and every name
+    read are the median of that column over the rows of each group (seeds and settings
+    not on the axis); a number is a horizontal line. Lines are labelled by their
+    expression. Returns the lines drawn."""
+    grouped = table.groupby(by or x)
+    xs = grouped[x].median().to_numpy(dtype=float)
+    drawn = []
+    for i, text in enumerate(texts):
+        tree = expressions.parse(text, "overlay")
+        values = {name: grouped[name].median().to_numpy(dtype=float) for name in expressions.names(tree)}
+        with np.errstate(divide="ignore", invalid="ignore"):  # e.g. 1 / (lr * step) at step 0: not drawn
+            y = np.broadcast_to(np.asarray(expressions.evaluate(tree, {**values, x: xs}), dtype=float), xs.shape)
+        drawn += ax.plot(xs, y, linestyle=THEORY_STYLES[i % len(THEORY_STYLES)], color=color, linewidth=1.5,
+                         label=text if labelled else None)
+    return drawn
+
+
 def figure(kind: str, entry: dict, results) -> Figure:
     """The figure of one entry of a resolved [plot] table (spec.Spec.plot[kind])."""
     if kind == "phase_diagram":
         return phase_diagram(results.summary, entry["x"], entry["y"], entry["value"], entry["reduce"],
-                             select=entry["select"])
+                             select=entry["select"], overlay=entry.get("overlay") or ())
     if kind == "curves":
         return curves(results.history, entry["metric"], entry["hue"], logy=entry["logy"], select=entry["select"],
-                      x=entry["x"])
+                      x=entry["x"], reference=entry.get("reference") or ())
     return lines(results.summary, entry["x"], entry["y"], entry["hue"], entry["reduce"], logy=entry["logy"],
-                 select=entry["select"])
+                 select=entry["select"], overlay=entry.get("overlay") or ())
 
 
 def add_note(fig: Figure, note: str) -> None:

@@ -172,9 +172,11 @@ TOP_LEVEL = ("name", "seeds", "steps", "log_every", "dtype", "metrics", "summary
              *DESIGN_KEYS) + TABLES
 SWEEP_FORMS = ("linspace", "logspace", "geomspace")
 REDUCERS = ("median", "mean", "min", "max")
-PHASE_KEYS = {"x": None, "y": None, "value": None, "reduce": "median", "select": None, "file": None}
-CURVE_KEYS = {"metric": None, "hue": None, "logy": True, "select": None, "x": "step", "file": None}
-LINE_KEYS = {"x": None, "y": None, "hue": None, "reduce": "median", "logy": True, "select": None, "file": None}
+PHASE_KEYS = {"x": None, "y": None, "value": None, "reduce": "median", "select": None, "file": None, "overlay": None}
+CURVE_KEYS = {"metric": None, "hue": None, "logy": True, "select": None, "x": "step", "file": None, "reference": None}
+LINE_KEYS = {"x": None, "y": None, "hue": None, "reduce": "median", "logy": True, "select": None, "file": None,
+             "overlay": None}
+OPTIONAL_PLOT_KEYS = ("file", "hue", "select", "overlay", "reference")
 PLOT_KINDS = ("phase_diagram", "curves", "lines")
 DEFAULT_METRICS = ("train_loss", "test_loss")
 DEFAULT_SEEDS = 1
@@ -830,7 +832,7 @@ def _resolve_plot(raw, settings, spec_columns, metric_names) -> dict[str, list[d
                 if key not in allowed:
                     raise SpecError(f"unknown key plot.{kind}.{key}{_nearest(key, allowed)}; allowed: {', '.join(allowed)}")
             merged = {**allowed, **entry}
-            missing = [k for k, v in merged.items() if v is None and k not in ("file", "hue", "select")]
+            missing = [k for k, v in merged.items() if v is None and k not in OPTIONAL_PLOT_KEYS]
             if missing:
                 raise SpecError(f"plot.{kind}: missing {', '.join(missing)}")
             resolved.append(merged)
@@ -851,6 +853,19 @@ def _resolve_plot(raw, settings, spec_columns, metric_names) -> dict[str, list[d
         # A value that is not swept (say after --set model.width=...) skips the figure when it is drawn.
         entry["select"] = {axis(kind, "select", k): v for k, v in chosen.items()} or None
 
+    def check_theory(kind, key, entry, columns):
+        """Theory lines: expressions (or numbers) over the figure's columns."""
+        texts = entry[key] or []
+        texts = [texts] if isinstance(texts, (str, int, float)) and not isinstance(texts, bool) else texts
+        if not isinstance(texts, list) or not all(isinstance(t, (str, int, float)) and not isinstance(t, bool) for t in texts):
+            raise SpecError(f"plot.{kind}.{key}: got {entry[key]!r}; expected a list of expressions, e.g. [\"2 / lr\"]")
+        for text in map(str, texts):
+            unknown = expressions.names(expressions.parse(text, f"plot.{kind}.{key}")) - set(columns)
+            if unknown:
+                raise SpecError(f"plot.{kind}.{key}: {text!r} reads {', '.join(sorted(unknown))}; an expression may read "
+                                f"{', '.join(columns)}")
+        entry[key] = [str(t) for t in texts] or None
+
     def check_lines(kind, entry):
         """select, hue and logy of curves and lines."""
         check_select(kind, entry)
@@ -867,6 +882,7 @@ def _resolve_plot(raw, settings, spec_columns, metric_names) -> dict[str, list[d
             raise SpecError(f"plot.phase_diagram.value: got {p['value']!r}{_nearest(p['value'], summary_columns)}; expected a summary column: {', '.join(summary_columns)}")
         if p["reduce"] not in REDUCERS:
             raise SpecError(f"plot.phase_diagram.reduce: got {p['reduce']!r}; expected one of {', '.join(REDUCERS)}")
+        check_theory("phase_diagram", "overlay", p, [*spec_columns.values(), *summary_columns])
         p["file"] = p["file"] or f"phase_{p['value']}_{p['x']}_{p['y']}.png"
     curves = entries("curves", CURVE_KEYS)
     for c in curves:
@@ -875,6 +891,7 @@ def _resolve_plot(raw, settings, spec_columns, metric_names) -> dict[str, list[d
         check_lines("curves", c)
         if c["x"] != "step" and c["x"] not in metric_names:
             raise SpecError(f"plot.curves.x: got {c['x']!r}; expected 'step' or one of the spec's metrics: {', '.join(metric_names)}")
+        check_theory("curves", "reference", c, ["step", *spec_columns.values(), *metric_names])
         c["file"] = c["file"] or f"curves_{c['metric']}.png"
     line_plots = entries("lines", LINE_KEYS)
     for entry in line_plots:
@@ -886,6 +903,7 @@ def _resolve_plot(raw, settings, spec_columns, metric_names) -> dict[str, list[d
         if entry["reduce"] not in REDUCERS:
             raise SpecError(f"plot.lines.reduce: got {entry['reduce']!r}; expected one of {', '.join(REDUCERS)}")
         check_lines("lines", entry)
+        check_theory("lines", "overlay", entry, [*spec_columns.values(), *summary_columns])
         entry["file"] = entry["file"] or f"lines_{'_'.join(entry['y'])}_{entry['x']}.png"
     return {"phase_diagram": phases, "curves": curves, "lines": line_plots}
 
