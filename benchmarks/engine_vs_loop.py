@@ -42,21 +42,9 @@ import numpy as np
 
 import jaxgd
 from jaxgd.engine import dispatch as engine, loop
+from jaxgd.front.bench import LOG_EVERY, N_LR, Size, full_batch_spec
 from jaxgd.sweep import plan as planning
 from jaxgd.sweep import spec as specs
-
-N_LR = 8  # step sizes 10^-2 .. 10^-0.5: no run diverges at these sizes
-LOG_EVERY = 10
-
-
-@dataclasses.dataclass(frozen=True)
-class Size:
-    n: int  # training samples (and test samples)
-    d: int  # input dimension
-    m: int  # hidden units
-    runs: int
-    steps: int
-
 
 SIZES = {
     "tiny": Size(n=64, d=8, m=32, runs=512, steps=1000),
@@ -75,18 +63,7 @@ class Timing:
 
 
 def make_spec(size: Size, chunk_size: int = 0) -> dict:
-    return {
-        "name": "engine_vs_loop",
-        "seeds": size.runs // N_LR,
-        "steps": size.steps,
-        "log_every": LOG_EVERY,
-        "metrics": ["train_loss"],
-        "data": {"name": "linear_teacher", "n": size.n, "n_test": size.n, "d": size.d},
-        "model": {"width": size.m, "activation": "relu", "scaling": "ntk"},
-        "optimizer": {"lr": {"logspace": [-2, -0.5, N_LR]}},
-        "loss": {"name": "mse"},
-        "engine": {"chunk_size": chunk_size},
-    }
+    return dict(full_batch_spec(size, chunk_size), name="engine_vs_loop")
 
 
 def warm_up() -> None:

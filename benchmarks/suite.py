@@ -51,7 +51,6 @@ import time
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 import jaxgd
@@ -59,9 +58,8 @@ import jaxgd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import engine_vs_loop as evl  # noqa: E402
 
-from jaxgd.engine import dispatch as engine, loop  # noqa: E402
-from jaxgd.sweep import plan as planning  # noqa: E402
-from jaxgd.sweep import spec as specs  # noqa: E402
+from jaxgd.front.bench import (LOG_EVERY, Size, Work, bytes_per_run_step, floor_program,  # noqa: E402
+                               flops_per_run_step, full_batch_spec, make_work, measure_peak)
 
 try:
     import torch
@@ -72,8 +70,6 @@ else:
     # with two threads on this shared 2-core host a tiny step took 8 ms instead of 0.25.
     torch.set_num_threads(1)
 
-LOG_EVERY = evl.LOG_EVERY
-Size = evl.Size
 
 # Run counts are cut down where this 2-core CPU would take minutes per contender.
 SIZES = {
@@ -89,87 +85,8 @@ CONTENDERS = ("engine", "fused", "floor", "loop", "torch_loop", "torch_bmm")
 TORCH_LOOP_RUN_STEPS = 20_000
 
 
-def make_spec(size: Size, chunk_size: int = 0) -> dict:
-    """The engine_vs_loop sweep, with fewer step sizes where there are fewer than 8 runs."""
-    spec = evl.make_spec(size, chunk_size)
-    n_lr = min(evl.N_LR, size.runs)
-    spec.update(name="suite", seeds=max(1, size.runs // n_lr))
-    spec["optimizer"]["lr"] = {"logspace": [-2, -0.5, n_lr]}
-    return spec
-
-
-def flops_per_run_step(size: Size) -> int:
-    return 4 * size.n * size.d * size.m
-
-
-def bytes_per_run_step(size: Size) -> int:
-    n, d, m = size.n, size.d, size.m
-    return 4 * (6 * n * m + n * (d + 1) + 2 * m * (d + 1))
-
-
-def measure_peak(n: int, repeats: int = 5) -> float:
-    """FLOP/s of one n x n float32 matmul (precision `highest`), best of `repeats`."""
-    with jax.default_matmul_precision("highest"):
-        a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
-        product = jax.jit(lambda x: x @ x)
-        product(a).block_until_ready()
-        best = min(_timed(lambda: product(a).block_until_ready()) for _ in range(repeats))
-    return 2 * n**3 / best
-
-
-def _timed(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
-@dataclasses.dataclass
-class Work:
-    """The runs of one size as arrays (by run_id): what the non-engine contenders train."""
-
-    spec: dict
-    size: Size
-    X: np.ndarray  # (R, n, d)
-    y: np.ndarray  # (R, n)
-    W: np.ndarray  # (R, m, d)
-    a: np.ndarray  # (R, m)
-    lr: np.ndarray  # (R,)
-
-    @property
-    def scale(self) -> float:
-        return self.size.m**-0.5  # NTK scaling
-
-    @property
-    def n_logs(self) -> int:
-        return self.size.steps // LOG_EVERY + 1
-
-
-def make_work(spec: dict, size: Size) -> Work:
-    """The engine's data and initial parameters of every run, drawn from its seed."""
-    (group,) = planning.make(specs.load(spec)).groups
-    cfg = lambda hyper: planning.Config(group.static, hyper)
-    with engine.numerics(group.static):
-        draw = jax.jit(jax.vmap(lambda hyper, seed: loop.setup(cfg(hyper), seed)[0::2][:2]))
-        data, params = jax.device_get(draw(group.hyper, group.seeds))
-    order = np.argsort(group.run_ids)
-    return Work(spec, size, X=data.X_train[order], y=data.y_train[order], W=params["W"][order],
-                a=params["a"][order], lr=group.hyper["optimizer.lr"][order])
-
-
-def floor_program(scale: float, steps: int, log_every: int):
-    """The minimal vmapped program: full-batch GD on 0.5 mean (f - y)^2, the loss
-    logged before every `log_every` steps and at the end."""
-
-    def loss(p, X, y):
-        return 0.5 * jnp.mean((scale * jax.nn.relu(X @ p["W"].T) @ p["a"] - y) ** 2)
-
-    def run(p, X, y, lr):
-        step = lambda p, _: (jax.tree.map(lambda w, g: w - lr * g, p, jax.grad(loss)(p, X, y)), None)
-        block = lambda p, _: (jax.lax.scan(step, p, None, length=log_every)[0], loss(p, X, y))
-        p, logged = jax.lax.scan(block, p, None, length=steps // log_every)
-        return jnp.append(logged, loss(p, X, y))
-
-    return jax.jit(jax.vmap(run))
+def make_spec(size: Size) -> dict:
+    return dict(full_batch_spec(size), name="suite")
 
 
 @dataclasses.dataclass
@@ -181,8 +98,8 @@ class Result:
     note: str = ""
 
 
-def contender_engine(work: Work, chunk_size: int, kernel: str = "xla"):
-    spec = dict(work.spec, engine={"chunk_size": chunk_size, "kernel": kernel})
+def contender_engine(spec: dict, chunk_size: int, kernel: str = "xla"):
+    spec = dict(spec, engine={"chunk_size": chunk_size, "kernel": kernel})
 
     def go() -> Result:
         timing, stats = evl.run_engine(spec)
@@ -208,8 +125,8 @@ def contender_floor(work: Work):
     return go
 
 
-def contender_loop(work: Work):
-    run_loop, compile_s = evl.compile_loop(work.spec)
+def contender_loop(spec: dict, work: Work):
+    run_loop, compile_s = evl.compile_loop(spec)
 
     def go() -> Result:
         timing = run_loop()
@@ -278,10 +195,10 @@ def measure(name: str, size: Size, contenders: list[str], repeats: int, chunk_si
     print(f"{name}: n={size.n} d={size.d} m={size.m}, {size.runs} runs x {size.steps} steps", file=sys.stderr)
     work = make_work(spec, size)
     makers = {
-        "engine": lambda: contender_engine(work, chunk_size),
-        "fused": lambda: contender_engine(work, chunk_size, "fused"),
+        "engine": lambda: contender_engine(spec, chunk_size),
+        "fused": lambda: contender_engine(spec, chunk_size, "fused"),
         "floor": lambda: contender_floor(work),
-        "loop": lambda: contender_loop(work),
+        "loop": lambda: contender_loop(spec, work),
         "torch_loop": lambda: contender_torch_loop(work),
         "torch_bmm": lambda: contender_torch_bmm(work),
     }

@@ -45,12 +45,14 @@ def test_chunking_does_not_depend_on_the_device_count():
     assert [g.chunk_size for g in plan.groups] == [12, 12]  # small groups: one chunk each
     # A budget of 2 GiB, as on an accelerator (the host's default is cache-sized, 8 MiB)
     big = planning.make(specs.load(sweep(memory_budget_mb=2048) | {"seeds": 1500}))
-    # 6000 runs a group: 16 chunks would hold fewer than 1024 runs; 6 chunks of 1000 do
-    assert [g.chunk_size for g in big.groups] == [1000, 1000]
+    # 6000 runs a group: 16 chunks would hold fewer than 1024 runs; 6 chunks of 1000 do,
+    # padded to 1024, the next size of the fixed set
+    assert [g.chunk_size for g in big.groups] == [1024, 1024]
     assert len(shares.chunks(big)) == 12
     huge = planning.make(specs.load(sweep(memory_budget_mb=2048) | {"seeds": 10_000}))
-    # 40000 runs a group: 16 chunks of 2500, so up to 16 devices share each group
-    assert [g.chunk_size for g in huge.groups] == [2500, 2500]
+    # 40000 runs a group: at most 2500 a chunk (a sixteenth), 2048 in the fixed set: 20
+    # chunks, so up to 20 devices share each group
+    assert [g.chunk_size for g in huge.groups] == [2048, 2048]
 
 
 def test_host_chunks_are_cache_sized_and_fixed():

@@ -6,8 +6,10 @@ device of the process; a call out of device memory is retried with chunks half t
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
 import jax
@@ -85,6 +87,26 @@ def compile_group(group: Group, size: int | None = None, mesh: Mesh | None = Non
     return compiled, time.perf_counter() - start
 
 
+def compile_workers() -> int:
+    """Threads compiling a sweep's programs ahead of the runs (XLA compiles outside the
+    GIL): one per core this process may use beside an accelerator; on the host, where the
+    runs need the cores too, half of them (on 2 cores, two threads made the quickstart
+    slower than one: benchmarks/RESULTS.md, issue 15)."""
+    cores = len(os.sched_getaffinity(0))
+    return max(1, cores // 2) if planning.on_host() else cores
+
+
+def compile_ahead(pool: ThreadPoolExecutor, group: Group, mesh: Mesh):
+    """The future of the group's program at its chunk size, compiled in `pool` (in the
+    group's numerics: JAX's settings are per thread)."""
+
+    def compile_in_numerics():
+        with numerics(group.static):
+            return compile_group(group, group.chunk_size, mesh)
+
+    return pool.submit(compile_in_numerics)
+
+
 def is_out_of_memory(error: BaseException) -> bool:
     text = str(error)
     return "RESOURCE_EXHAUSTED" in text or "Out of memory" in text or "out of memory" in text
@@ -119,54 +141,62 @@ def execute(plan: Plan, progress: bool = True, *, todo: np.ndarray | None = None
     mesh = local_mesh()
     runs = NamedSharding(mesh, P("runs"))
     n_todo = int(sum(todo[g.run_ids].sum() for g in plan.groups))
-    planning.refuse_runs_too_large([g for g in plan.groups if todo[g.run_ids].any()])
+    groups = [g for g in plan.groups if todo[g.run_ids].any()]
+    planning.refuse_runs_too_large(groups)
 
-    start, compile_s, programs, calls, sizes, halvings = time.perf_counter(), 0.0, 0, 0, set(), []
+    start, compile_s, waited_s, programs, calls, sizes, halvings = time.perf_counter(), 0.0, 0.0, 0, 0, set(), []
     hits_before = compile_cache.hits()
     bar = tqdm(
         total=n_todo, unit="run", desc=spec.name, delay=1.0,
         disable=not progress, file=sys.stderr, dynamic_ncols=True,
     )
-    with bar:
-        for group in plan.groups:
-            positions = np.flatnonzero(todo[group.run_ids])
-            size = group.chunk_size
-            if not len(positions):
-                continue
-            with numerics(group.static):
-                compiled = None
-                while len(positions):
-                    try:
-                        if compiled is None:
-                            compiled, seconds = compile_group(group, size, mesh)
-                            compile_s += seconds
-                            programs += 1
-                        padded, real = next_call(positions, size, mesh.size)
-                        inputs = jax.device_put(({k: v[padded] for k, v in group.hyper.items()}, group.seeds[padded]), runs)
-                        chunk_history, chunk_diverged = jax.device_get(compiled(*inputs))
-                    except jax.errors.JaxRuntimeError as error:
-                        if not is_out_of_memory(error):
-                            raise
-                        if size == 1:
-                            raise SizeError(f"out of device memory training one run of a group alone ({error}); make "
-                                            f"{', '.join(planning.RUN_SIZE_KEYS)} smaller") from error
-                        inputs = compiled = None
-                        halvings.append([size, (size + 1) // 2])
-                        print(f"jaxgd: out of memory with {size} runs per device; retrying with {(size + 1) // 2}",
-                              file=sys.stderr)
-                        size = (size + 1) // 2
-                        continue
-                    run_ids = group.run_ids[padded[real]]
-                    chunk_history = {name: values[real] for name, values in chunk_history.items()}
-                    for name, values in history.items():
-                        values[run_ids] = chunk_history[name]
-                    diverged_step[run_ids] = chunk_diverged[real]
-                    if on_chunk is not None:
-                        on_chunk(run_ids, chunk_history, diverged_step[run_ids])
-                    positions = positions[real.sum():]
-                    calls += 1
-                    sizes.add(size)
-                    bar.update(len(run_ids))
+    # Every program is compiled ahead, in threads, in the order the groups run: the
+    # next groups compile while one runs; the runs wait only for a program not yet done.
+    pool = ThreadPoolExecutor(compile_workers(), thread_name_prefix="jaxgd-compile")
+    ahead = [compile_ahead(pool, group, mesh) for group in groups]
+    try:
+        with bar:
+            for group, future in zip(groups, ahead):
+                positions = np.flatnonzero(todo[group.run_ids])
+                size = group.chunk_size
+                with numerics(group.static):
+                    waiting = time.perf_counter()
+                    compiled, seconds = future.result()
+                    waited_s += time.perf_counter() - waiting
+                    compile_s, programs = compile_s + seconds, programs + 1
+                    while len(positions):
+                        try:
+                            if compiled is None:
+                                compiled, seconds = compile_group(group, size, mesh)
+                                compile_s, waited_s, programs = compile_s + seconds, waited_s + seconds, programs + 1
+                            padded, real = next_call(positions, size, mesh.size)
+                            inputs = jax.device_put(({k: v[padded] for k, v in group.hyper.items()}, group.seeds[padded]), runs)
+                            chunk_history, chunk_diverged = jax.device_get(compiled(*inputs))
+                        except jax.errors.JaxRuntimeError as error:
+                            if not is_out_of_memory(error):
+                                raise
+                            if size == 1:
+                                raise SizeError(f"out of device memory training one run of a group alone ({error}); make "
+                                                f"{', '.join(planning.RUN_SIZE_KEYS)} smaller") from error
+                            inputs = compiled = None
+                            halvings.append([size, (size + 1) // 2])
+                            print(f"jaxgd: out of memory with {size} runs per device; retrying with {(size + 1) // 2}",
+                                  file=sys.stderr)
+                            size = (size + 1) // 2
+                            continue
+                        run_ids = group.run_ids[padded[real]]
+                        chunk_history = {name: values[real] for name, values in chunk_history.items()}
+                        for name, values in history.items():
+                            values[run_ids] = chunk_history[name]
+                        diverged_step[run_ids] = chunk_diverged[real]
+                        if on_chunk is not None:
+                            on_chunk(run_ids, chunk_history, diverged_step[run_ids])
+                        positions = positions[real.sum():]
+                        calls += 1
+                        sizes.add(size)
+                        bar.update(len(run_ids))
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
     wall = time.perf_counter() - start
     run_steps = n_todo * plan.steps
     stats = {
@@ -181,10 +211,11 @@ def execute(plan: Plan, progress: bool = True, *, todo: np.ndarray | None = None
         "devices": mesh.size,
         "out_of_memory_retries": halvings,
         "wall_s": wall,
-        "compile_s": compile_s,
+        "compile_s": compile_s,  # all programs, summed over the threads compiling them
+        "compile_critical_s": waited_s,  # the time the runs waited for a program
         "compile_cache": compile_cache.directory(),
         "compile_cache_hits": compile_cache.hits() - hits_before,
-        "run_steps_per_s": run_steps / max(wall - compile_s, 1e-9),
+        "run_steps_per_s": run_steps / max(wall - waited_s, 1e-9),
         "device": str(jax.local_devices()[0].device_kind),
     }
     return Outputs(steps=steps, history=history, diverged_step=diverged_step, stats=stats)

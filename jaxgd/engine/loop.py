@@ -254,10 +254,16 @@ def train_run(static: Static, hyper: dict, seed):
     steps = logged_steps(cfg.steps, cfg.log_every)
     next_steps = np.append(steps[1:], steps[-1])
 
+    def advance(state, step, next_step):
+        """The gradient steps from `step` to `next_step`, stopped once the run is frozen
+        (its state stays as it is; under vmap, once every run of the chunk is)."""
+        running = lambda carry: (carry[0] < next_step) & ~is_frozen(carry[1])
+        return jax.lax.while_loop(running, lambda carry: (carry[0] + 1, gd_step(*carry)), (step, state))[1]
+
     def log_then_advance(state, interval):
         step, next_step = interval
         state, values = log(state, step)
-        return jax.lax.fori_loop(step, next_step, gd_step, state), values
+        return advance(state, step, next_step), values
 
     state = TrainState(
         trainable=trainable,

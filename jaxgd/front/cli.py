@@ -8,6 +8,7 @@
   jaxgd plot DIR curves --metric METRIC [--hue KEY] [--x step|METRIC] [--select key=value ...]
   jaxgd plot DIR lines --x KEY --y COLUMN [COLUMN ...] [--hue KEY] [--reduce median] [--select key=value ...]
   jaxgd settings [PREFIX] [--plugins FILE ...]
+  jaxgd bench [--quick] [--out FILE.json]
 Errors a user can cause end as one line `jaxgd: error: ...` (exit status 2); `jaxgd --debug ...`
 shows the traceback instead."""
 
@@ -149,6 +150,12 @@ def _plot(args) -> None:
     print(f"wrote {out}", file=sys.stderr)
 
 
+def _bench(args) -> None:
+    from jaxgd.front import bench
+
+    bench.main(args.quick, args.out)
+
+
 def _settings(args) -> None:
     from jaxgd.sweep import plugins
     from jaxgd.sweep.spec import settings_table, written
@@ -276,6 +283,15 @@ def parser() -> argparse.ArgumentParser:
     settings.add_argument("--plugins", nargs="+", default=[], metavar="FILE",
                           help="also the components and settings these plugin files (or modules) register")
     settings.set_defaults(handler=_settings)
+
+    bench = commands.add_parser(
+        "bench", parents=[debug], help="benchmark this device: the engine against a minimal program",
+        description=("Full-batch GD at three sizes and online SGD at d = 1000 on the device JAX sees, the engine "
+                     "against a minimal vmapped program on the same work: run-steps/s, GFLOP/s, fractions of the "
+                     "measured matmul peak and of the memory-bandwidth bound, ratio to the minimal program."))
+    bench.add_argument("--quick", action="store_true", help="small sizes: under a minute on 2 CPU cores")
+    bench.add_argument("--out", metavar="FILE.json", help="also save every figure as JSON")
+    bench.set_defaults(handler=_bench)
     return top
 
 

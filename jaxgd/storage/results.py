@@ -189,7 +189,8 @@ class Results:
         cached = f", {s['compile_cache_hits']} from cache" if s.get("compile_cache_hits") else ""
         devices = f" on {s['devices']} devices" if s.get("devices", 1) > 1 else ""
         details = [f"{done:,} of them here"] if count > 1 else [f"{done:,} now, {before:,} done before"] if before else []
-        details.append(f"compile {s['compile_s']:.1f} s, {programs} program{'s' * (programs != 1)}{cached}, "
+        waited = f" ({s['compile_critical_s']:.1f} s waited for)" if "compile_critical_s" in s else ""
+        details.append(f"compile {s['compile_s']:.1f} s{waited}, {programs} program{'s' * (programs != 1)}{cached}, "
                        f"{s['chunks']} chunk{'s' * (s['chunks'] != 1)}{devices}")
         line = f"{runs} in {s['wall_s']:.1f} s ({'; '.join(details)}); {s['run_steps_per_s']:,.0f} run-steps/s on {s['device']}"
         if s.get("out_of_memory_retries"):

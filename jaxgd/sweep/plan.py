@@ -262,16 +262,28 @@ class Plan:
 MIN_CHUNKS, MIN_CHUNK_RUNS = 16, 1024
 
 
+def fixed_sizes_around(n: int) -> tuple[int, int]:
+    """The chunk sizes of the fixed set (powers of two and three times them: 1, 2, 3, 4, 6,
+    8, 12, ...) next to n >= 1: the largest at most n and the smallest at least n."""
+    power = 1 << (n.bit_length() - 1)  # the power of two at most n
+    below = power * 3 // 2 if power > 1 and n >= power * 3 // 2 else power
+    above = n if n == below else power * 3 // 2 if n <= power * 3 // 2 else power * 2
+    return below, above
+
+
 def _chunk_size(static: Static, n_runs: int, budget: int, cap: int) -> int:
     """Runs in one chunk, the rows one device computes in one call: the largest chunk
     within the budget and the cap (or, without a cap, a sixteenth of the group but at
-    least 1024 runs), then evened out so that the chunks of a group differ by at most
-    one run. It never depends on the number of devices or processes: each run is
-    computed in the same chunk, at the same place, however many share the sweep."""
-    size = max(1, min(n_runs, budget // bytes_per_run(static)))
+    least 1024 runs), evened out over the group's chunks, then rounded up to a size of
+    a small fixed set (chunks padded), so that a group that gains or loses a few runs
+    mostly keeps its compiled program. It never depends on the number of devices or
+    processes: each run is computed in the same chunk, at the same place, however many
+    share the sweep."""
+    size = max(1, budget // bytes_per_run(static))
     size = min(size, cap) if cap else min(size, max(math.ceil(n_runs / MIN_CHUNKS), MIN_CHUNK_RUNS))
-    n_chunks = math.ceil(n_runs / size)
-    return math.ceil(n_runs / n_chunks)
+    largest = size if cap else fixed_sizes_around(size)[0]
+    evened = math.ceil(n_runs / math.ceil(n_runs / largest))
+    return min(largest, fixed_sizes_around(evened)[1])
 
 
 def grid_positions(sizes: list[int]) -> list[np.ndarray]:
