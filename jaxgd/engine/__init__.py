@@ -1,1 +1,1 @@
-"""The engine: the training loop of one run (loop), what a run's settings bind it to (bind), the fused kernel (fused), and apart from them compilation, chunking, sharding and memory retries (dispatch), the host's devices (host) and what a sweep returns (outputs)."""
+"""The engine: the training loop of one run (loop), what a run's settings bind it to (bind), the fused kernel (fused), and apart from them compilation, chunking, sharding and memory retries (dispatch, compile_cache), the host's devices (host) and what a sweep returns (outputs)."""

@@ -17,13 +17,12 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from tqdm.auto import tqdm
 
-from jaxgd.storage import compile_cache
+from jaxgd.engine import compile_cache
 from jaxgd.engine import fused
 from jaxgd.sweep import plan as planning
 from jaxgd.errors import SizeError
 from jaxgd.science import registry
-from jaxgd.sweep.plan import Config, Group, Plan, Static
-from jaxgd.storage.shares import cut
+from jaxgd.sweep.plan import Config, Group, Plan, Static, cut
 
 from jaxgd.engine.loop import setup, train_run
 from jaxgd.engine.outputs import Outputs

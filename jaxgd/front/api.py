@@ -13,7 +13,8 @@ import numpy as np
 
 from jaxgd.engine import dispatch as engine, host, loop
 from jaxgd.front import plot
-from jaxgd.storage import compile_cache, distributed, files, shares
+from jaxgd.engine import compile_cache
+from jaxgd.storage import distributed, files, shares
 from jaxgd.sweep import plan as planning, preflight
 from jaxgd.sweep import spec as specs
 from jaxgd.storage.results import Results
@@ -48,7 +49,7 @@ def run(spec, *, overrides=None, out=None, progress=True, compile_cache_dir=None
     memory or disk is refused (a SizeError with the estimate and the limit), and
     `confirm(estimate)`, if given, may refuse it too (the CLI asks for --yes).
     `compile_cache_dir`: JAX's persistent compilation cache (None: the default, see
-    `jaxgd.storage.compile_cache`; "off": none)."""
+    `jaxgd.engine.compile_cache`; "off": none)."""
     host.use_all_cores()
     resolved = specs.load(spec, overrides)
     compile_cache.configure(compile_cache_dir)

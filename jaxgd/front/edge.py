@@ -19,7 +19,8 @@ from matplotlib.figure import Figure
 from jaxgd.engine import dispatch, host
 from jaxgd.front import plot
 from jaxgd.errors import SpecError
-from jaxgd.storage import compile_cache, files
+from jaxgd.engine import compile_cache
+from jaxgd.storage import files
 from jaxgd.storage.results import SUMMARY_FILE, summary_table
 from jaxgd.sweep import expressions
 from jaxgd.sweep import plan as planning

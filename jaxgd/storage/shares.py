@@ -19,12 +19,7 @@ import dataclasses
 import numpy as np
 
 from jaxgd.sweep import plan as planning
-from jaxgd.sweep.plan import Plan
-
-
-def cut(positions: np.ndarray, size: int) -> list[np.ndarray]:
-    """Runs still to do (positions in a group, in order) cut into chunks of `size`."""
-    return [positions[i : i + size] for i in range(0, len(positions), size)]
+from jaxgd.sweep.plan import Plan, cut
 
 
 def chunks(plan: Plan) -> list[tuple[int, np.ndarray]]:

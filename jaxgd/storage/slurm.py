@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 
-from jaxgd.storage import compile_cache
+from jaxgd.engine import compile_cache
 
 from jaxgd.engine import dispatch as engine
 

@@ -257,6 +257,11 @@ class Plan:
         return self.spec.metrics + tuple(d.key for d in self.spec.derived if d.at_init)
 
 
+def cut(positions: np.ndarray, size: int) -> list[np.ndarray]:
+    """Runs still to do (positions in a group, in order) cut into chunks of `size`."""
+    return [positions[i : i + size] for i in range(0, len(positions), size)]
+
+
 # Without engine.chunk_size, a group is cut into at least this many chunks (so that as
 # many devices can share it), unless that would make chunks smaller than this many runs.
 MIN_CHUNKS, MIN_CHUNK_RUNS = 16, 1024
