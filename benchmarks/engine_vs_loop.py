@@ -41,7 +41,8 @@ import jax
 import numpy as np
 
 import jaxgd
-from jaxgd.engine import dispatch as engine, loop
+from jaxgd.engine import dispatch as engine
+from jaxgd.engine import loop
 from jaxgd.front.bench import LOG_EVERY, N_LR, Size, full_batch_spec
 from jaxgd.sweep import plan as planning
 from jaxgd.sweep import spec as specs

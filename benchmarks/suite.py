@@ -58,8 +58,17 @@ import jaxgd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import engine_vs_loop as evl  # noqa: E402
 
-from jaxgd.front.bench import (LOG_EVERY, Size, Work, bytes_per_run_step, floor_program,  # noqa: E402
-                               flops_per_run_step, full_batch_spec, make_work, measure_peak)
+from jaxgd.front.bench import (  # noqa: E402
+    LOG_EVERY,
+    Size,
+    Work,
+    bytes_per_run_step,
+    floor_program,
+    flops_per_run_step,
+    full_batch_spec,
+    make_work,
+    measure_peak,
+)
 
 try:
     import torch

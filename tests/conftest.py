@@ -3,7 +3,6 @@ import copy
 import jax
 import pytest
 
-import jaxgd
 from jaxgd.engine import dispatch
 
 # The test process computes on one device the reference numbers that tests of several

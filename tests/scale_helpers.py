@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pandas as pd
 import tomli_w
-
 from conftest import make_spec
 
 TIMEOUT = 300  # seconds for any one child process: generous for a loaded 2-core machine

@@ -6,6 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import tomli_w
+from conftest import make_spec
+from scale_helpers import assert_same_results, child_env, jaxgd_cli, write_spec
 
 import jaxgd
 import jaxgd.engine.dispatch  # patched by the no_compile fixture
@@ -13,9 +15,6 @@ from jaxgd.errors import SpecError
 from jaxgd.front import cli
 from jaxgd.sweep import plan as planning
 from jaxgd.sweep import spec as specs
-
-from conftest import make_spec
-from scale_helpers import assert_same_results, child_env, jaxgd_cli, write_spec
 
 # Each run computed alone, so that runs of grids of different shapes compare bit for bit
 # (a vmapped chunk of another size may differ in the last bits).

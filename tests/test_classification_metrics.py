@@ -4,10 +4,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import make_spec
 
 import jaxgd
-
-from conftest import make_spec
 
 
 def jaxgd_root():

@@ -1,10 +1,9 @@
 """The headline effects of papers 2, 3 and 5 (../shared/papers.md) at a size CI affords."""
 
 import numpy as np
+from conftest import make_spec
 
 import jaxgd
-
-from conftest import make_spec
 
 
 def test_large_step_sizes_on_xor():

@@ -6,12 +6,11 @@ exit status 2 (a traceback only with --debug)."""
 import shutil
 import subprocess
 import sys
-import time
+import tomllib
 from pathlib import Path
 
 import pandas as pd
 import pytest
-import tomllib
 from matplotlib.figure import Figure
 
 from jaxgd.front import cli

@@ -2,12 +2,10 @@
 
 import numpy as np
 import pytest
+from conftest import make_spec
 
 import jaxgd
-from jaxgd.science import losses
-from jaxgd.science import registry
-
-from conftest import make_spec
+from jaxgd.science import losses, registry
 
 
 def test_losses():

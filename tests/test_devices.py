@@ -6,14 +6,13 @@ import json
 
 import numpy as np
 import pytest
+from scale_helpers import assert_same_results, child_env, jaxgd_cli, sweep, write_spec
 
 import jaxgd
 from jaxgd.engine import dispatch as engine
 from jaxgd.storage import shares
 from jaxgd.sweep import plan as planning
 from jaxgd.sweep import spec as specs
-
-from scale_helpers import assert_same_results, child_env, jaxgd_cli, sweep, write_spec
 
 
 @pytest.mark.parametrize("engine_settings", [{"chunk_size": 5}, {}, {"chunk_size": 5, "strategy": "map"}],

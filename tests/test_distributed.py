@@ -7,9 +7,9 @@ import socket
 import subprocess
 import sys
 
-import jaxgd
-
 from scale_helpers import TIMEOUT, assert_same_results, child_env, sweep, write_spec
+
+import jaxgd
 
 
 def free_port() -> int:
@@ -46,8 +46,8 @@ def test_two_processes_give_the_results_of_one(tmp_path):
 
 
 def test_shares_are_disjoint_whole_chunks_and_balanced():
-    from jaxgd.sweep import plan as planning
     from jaxgd.storage import shares
+    from jaxgd.sweep import plan as planning
     from jaxgd.sweep import spec as specs
 
     plan = planning.make(specs.load(sweep(chunk_size=2) | {"model": {"width": [4, 8, 16]}}))

@@ -10,12 +10,12 @@ import sys
 import time
 
 import pytest
+from scale_helpers import TIMEOUT, assert_same_results, child_env, jaxgd_cli, sweep, write_spec
 
 import jaxgd
 from jaxgd.front import cli
-from jaxgd.storage import files, store as storage
-
-from scale_helpers import TIMEOUT, assert_same_results, child_env, jaxgd_cli, sweep, write_spec
+from jaxgd.storage import files
+from jaxgd.storage import store as storage
 
 # 2 groups x 12 runs in chunks of 2: 12 chunks, saved in 12 parts by one device (a call
 # on several devices saves its chunks as one part)

@@ -6,13 +6,13 @@ import chex
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import make_spec
 
 import jaxgd
-from jaxgd.engine import dispatch as engine, loop
+from jaxgd.engine import dispatch as engine
+from jaxgd.engine import loop
 from jaxgd.sweep import plan as planning
 from jaxgd.sweep import spec as specs
-
-from conftest import make_spec
 
 METRICS = ["train_loss", "test_loss", "grad_norm", "norm_W", "norm_a"]
 

@@ -7,15 +7,14 @@ import chex
 import jax
 import numpy as np
 import pytest
+from conftest import make_spec
+from scale_helpers import assert_same_results, child_env, jaxgd_cli, write_spec
 
 import jaxgd
 from jaxgd.engine import dispatch as engine
 from jaxgd.engine import fused
 from jaxgd.sweep import plan
 from jaxgd.sweep import spec as specs
-
-from conftest import make_spec
-from scale_helpers import assert_same_results, child_env, jaxgd_cli, write_spec
 
 LOSS_METRICS = ["train_loss", "test_loss"]
 

@@ -2,11 +2,10 @@
 
 import numpy as np
 import pytest
+from conftest import make_spec
 
 import jaxgd
 from jaxgd import SpecError
-
-from conftest import make_spec
 
 
 def arrays(n=12, n_test=5, d=3, seed=0):

@@ -9,11 +9,10 @@ import sys
 import jax
 import pandas as pd
 import pytest
-
-import jaxgd
-
 from conftest import make_spec
 from scale_helpers import TIMEOUT
+
+import jaxgd
 
 pytestmark = [
     pytest.mark.gpu,

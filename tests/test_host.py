@@ -6,10 +6,10 @@ import json
 import subprocess
 import sys
 
+from scale_helpers import TIMEOUT, assert_same_results, child_env, jaxgd_cli, sweep, write_spec
+
 import jaxgd
 from jaxgd.engine import host
-
-from scale_helpers import TIMEOUT, assert_same_results, child_env, jaxgd_cli, sweep, write_spec
 
 
 def in_fresh_python(code: str, **env) -> str:

@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from scale_helpers import child_env, sweep, write_spec
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -5,12 +5,10 @@ anything compiles, naming the key and the value."""
 import time
 
 import pytest
+from conftest import make_spec
 
 import jaxgd
 from jaxgd import SpecError
-from jaxgd.engine import dispatch  # noqa: F401 - what no_compile replaces
-
-from conftest import make_spec
 
 REFUSED = [
     (dict(steps=4294967306), ["steps", "4,294,967,306", "2^31 - 1"]),

@@ -10,12 +10,11 @@ import jax
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import make_spec
+from scale_helpers import sweep
 
 import jaxgd
 from jaxgd.engine import dispatch as engine
-
-from conftest import make_spec
-from scale_helpers import sweep
 
 METRICS = ["train_loss", "test_loss", "grad_norm"]
 

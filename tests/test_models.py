@@ -4,9 +4,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxgd.science import models
-
-from jaxgd.science import registry
+from jaxgd.science import models, registry
 from jaxgd.science.rng import Draws
 
 Z = np.linspace(-3, 3, 13)

@@ -2,13 +2,10 @@
 
 import numpy as np
 import pytest
-
-import jaxgd
-from jaxgd.science import optim
-from jaxgd.science import registry
-
 from conftest import make_spec
 
+import jaxgd
+from jaxgd.science import optim, registry
 
 SETTINGS = {"decay_start": 10.0, "decay_rate": 0.1, "decay_tau": 5.0, "decay_power": 2.0, "decay_every": 4.0,
             "decay_factor": 0.5}

@@ -5,11 +5,10 @@ from a small fixed set, so a grown axis reuses the programs of existing groups."
 
 import jax.numpy as jnp
 import numpy as np
+from conftest import make_spec
 
 import jaxgd
 from jaxgd.engine import dispatch, loop
-
-from conftest import make_spec
 
 
 def assert_same_tables(a, b):

@@ -4,13 +4,12 @@ interquartile band over seeds, selections, theory lines."""
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import make_spec
 from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
 
 import jaxgd
 from jaxgd.front import plot
-
-from conftest import make_spec
 
 
 def summary_table():

@@ -16,15 +16,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-import jaxgd
 import test_reference as reference
 from conftest import make_spec
-from jaxgd.front import cli
-from jaxgd.sweep.spec import settings_table
 from scale_helpers import assert_same_results, child_env, jaxgd_cli, tables, write_spec
 from test_cli import is_png
 from test_durability import saved_runs, start_slow_run, stop_in_the_middle
+
+import jaxgd
+from jaxgd.front import cli
+from jaxgd.sweep.spec import settings_table
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 CUSTOM, PIECES = EXAMPLES / "custom.toml", EXAMPLES / "pieces.py"

@@ -5,15 +5,15 @@ needs --yes, and `jaxgd run --dry-run` prints the plan and runs nothing."""
 import time
 
 import pytest
+from conftest import make_spec
 
 import jaxgd
 from jaxgd import SpecError
 from jaxgd.engine import dispatch  # noqa: F401 - what no_compile replaces
 from jaxgd.errors import SizeError
 from jaxgd.front import cli
-from jaxgd.sweep import plan as planning, preflight
-
-from conftest import make_spec
+from jaxgd.sweep import plan as planning
+from jaxgd.sweep import preflight
 
 SWEEP = make_spec(optimizer={"lr": [0.05, 0.1]}, model={"width": [4, 8]})
 

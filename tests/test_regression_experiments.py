@@ -1,10 +1,9 @@
 """The headline effects of papers 1, 4 and 6 (../shared/papers.md) at a size CI affords."""
 
 import numpy as np
+from conftest import make_spec
 
 import jaxgd
-
-from conftest import make_spec
 
 
 def test_decaying_step_size_bounds_the_displacement():

@@ -3,10 +3,9 @@ quantity, against NumPy on the materialized data and parameters."""
 
 import numpy as np
 import pytest
+from conftest import make_spec
 
 import jaxgd
-
-from conftest import make_spec
 
 STEP0 = dict(seeds=2, steps=1, log_every=1, dtype="float64")
 

@@ -5,11 +5,10 @@ results of one process."""
 import json
 
 import pytest
+from scale_helpers import TIMEOUT, assert_same_results, jaxgd_cli, sweep, write_spec
 
 import jaxgd
 from jaxgd.storage import slurm
-
-from scale_helpers import TIMEOUT, assert_same_results, jaxgd_cli, sweep, write_spec
 
 pytest.importorskip("submitit")
 

@@ -2,13 +2,12 @@
 anything compiles, with an error naming the key, the value and what is allowed."""
 
 import pytest
+from conftest import make_spec
 
 import jaxgd
 from jaxgd.science import registry
 from jaxgd.sweep import spec as specs
 from jaxgd.sweep.spec import SpecError
-
-from conftest import make_spec
 
 BAD_SPECS = [
     # (spec changes, words the message must contain)

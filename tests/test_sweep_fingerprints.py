@@ -6,7 +6,6 @@ it and says why in the commit."""
 import json
 
 import pytest
-
 from sweep_fingerprints import RECORD, SWEEPS, sweep_fingerprint
 
 RECORDED = json.loads(RECORD.read_text())

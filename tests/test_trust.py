@@ -12,13 +12,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import tomli_w
+from conftest import make_spec
 
 import jaxgd
 from jaxgd import SpecError
 from jaxgd.front import cli
 from jaxgd.storage import files, fingerprint
-
-from conftest import make_spec
 
 SPEC = make_spec(optimizer={"lr": [0.05, 0.1]}, engine={"chunk_size": 1})  # 4 runs, 4 parts
 

@@ -6,10 +6,9 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import make_spec
 
 import jaxgd
-
-from conftest import make_spec
 
 SPEC = make_spec(seeds=2, steps=20, log_every=10, model={"width": [4, 8]}, optimizer={"lr": {"logspace": [-2, -1, 3]}})
 

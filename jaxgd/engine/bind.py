@@ -9,8 +9,7 @@ from typing import Callable, NamedTuple
 import jax.numpy as jnp
 
 from jaxgd.science import data as datasets
-from jaxgd.science import models
-from jaxgd.science import registry
+from jaxgd.science import models, registry
 from jaxgd.sweep.plan import Config
 
 

@@ -14,18 +14,17 @@ from functools import partial
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 from tqdm.auto import tqdm
 
-from jaxgd.engine import compile_cache
-from jaxgd.engine import fused
-from jaxgd.sweep import plan as planning
-from jaxgd.errors import SizeError
-from jaxgd.science import registry
-from jaxgd.sweep.plan import Config, Group, Plan, Static, cut
-
+from jaxgd.engine import compile_cache, fused
 from jaxgd.engine.loop import setup, train_run
 from jaxgd.engine.outputs import Outputs
+from jaxgd.errors import SizeError
+from jaxgd.science import registry
+from jaxgd.sweep import plan as planning
+from jaxgd.sweep.plan import Config, Group, Plan, Static, cut
 
 
 def train_runs_fused(static: Static, hyper: dict, seeds):

@@ -27,8 +27,8 @@ from jax import lax
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as pl_triton
 
-from jaxgd.science import losses
 from jaxgd.engine.bind import Science, science
+from jaxgd.science import losses
 from jaxgd.sweep.plan import Config, Static, logged_steps
 
 BLOCK_ROWS = 64  # most samples per row block of a step's pass over the data

@@ -13,18 +13,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxgd.science import data as datasets
-from jaxgd.science import hessian
-from jaxgd.science import losses
-from jaxgd.science import metrics
-from jaxgd.science import models
-from jaxgd.science import optim
-from jaxgd.science import registry
-from jaxgd.science import rng
 from jaxgd.engine.bind import Science, science
 from jaxgd.errors import SpecError
+from jaxgd.science import data as datasets
+from jaxgd.science import hessian, losses, metrics, models, optim, registry, rng
 from jaxgd.sweep import expressions
 from jaxgd.sweep.plan import AT_INIT, Config, Static, logged_steps
+
 
 class RunSetup(NamedTuple):
     data: datasets.Dataset

@@ -11,14 +11,15 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from jaxgd.engine import dispatch as engine, host, loop
+from jaxgd.engine import compile_cache, host, loop
+from jaxgd.engine import dispatch as engine
 from jaxgd.front import plot
-from jaxgd.engine import compile_cache
 from jaxgd.storage import distributed, files, shares
-from jaxgd.sweep import plan as planning, preflight
-from jaxgd.sweep import spec as specs
 from jaxgd.storage.results import Results
 from jaxgd.storage.store import Store, load_saved, report_damaged
+from jaxgd.sweep import plan as planning
+from jaxgd.sweep import preflight
+from jaxgd.sweep import spec as specs
 
 
 def estimate(spec, *, overrides=None, out=None) -> preflight.Estimate:

@@ -33,8 +33,8 @@ PLOT_KINDS = {"phase": "phase_diagram", "curves": "curves", "lines": "lines"}
 def _spec_for(args):
     """The spec to run: SPEC (with --resume too: a folder with nothing yet starts it), or
     with --resume and no SPEC the one saved in --out."""
-    from jaxgd.sweep.spec import SpecError
     from jaxgd.storage.store import load_saved
+    from jaxgd.sweep.spec import SpecError
 
     if args.spec is not None:
         return args.spec
@@ -133,8 +133,8 @@ def _plot_entry(args) -> dict:
 def _plot(args) -> None:
     from jaxgd.front import plot
     from jaxgd.storage import files
-    from jaxgd.sweep import spec as specs
     from jaxgd.storage.results import Results
+    from jaxgd.sweep import spec as specs
 
     results = Results.load(args.dir, partial=True)
     kind = PLOT_KINDS[args.kind]

@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 from jaxgd.science import registry
-
 from jaxgd.sweep import spec
 
 SECTIONS = ("settings", "components")

@@ -16,10 +16,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from jaxgd.engine import dispatch, host
-from jaxgd.front import plot
+from jaxgd.engine import compile_cache, dispatch, host
 from jaxgd.errors import SpecError
-from jaxgd.engine import compile_cache
+from jaxgd.front import plot
 from jaxgd.storage import files
 from jaxgd.storage.results import SUMMARY_FILE, summary_table
 from jaxgd.sweep import expressions

@@ -13,10 +13,10 @@ import numpy as np
 import pandas as pd
 import tomli_w
 
-from jaxgd.sweep import expressions
 from jaxgd.engine.outputs import Outputs
 from jaxgd.errors import IncompleteError
 from jaxgd.storage.files import atomic_write
+from jaxgd.sweep import expressions
 
 if TYPE_CHECKING:  # reading finished tables imports no JAX: the plan is needed only to assemble parts
     from jaxgd.sweep.plan import Plan

@@ -10,16 +10,12 @@ from __future__ import annotations
 
 import sys
 
-from jaxgd.engine import compile_cache
-
+from jaxgd.engine import compile_cache, host
 from jaxgd.engine import dispatch as engine
-
-from jaxgd.engine import host
-
 from jaxgd.storage import shares
+from jaxgd.storage.store import Store, load_saved
 from jaxgd.sweep import plan as planning
 from jaxgd.sweep import spec as specs
-from jaxgd.storage.store import Store, load_saved
 
 CLUSTERS = ("slurm", "local", "debug")
 

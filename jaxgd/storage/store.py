@@ -38,11 +38,11 @@ from pathlib import Path
 import numpy as np
 import tomli_w
 
-from jaxgd.errors import IncompleteError
-from jaxgd.sweep import spec as specs
 from jaxgd.engine.outputs import Outputs
+from jaxgd.errors import IncompleteError
 from jaxgd.storage import fingerprint
 from jaxgd.storage.files import HOST, Lock, atomic_write_bytes, left_by_dead_process
+from jaxgd.sweep import spec as specs
 from jaxgd.sweep.plan import Plan
 
 PARTS, SPEC_FILE = "parts", "spec.toml"

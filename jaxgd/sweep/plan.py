@@ -4,9 +4,9 @@ static settings (one compiled program each) and cut into chunks that fit in memo
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 import os
-import inspect
 from functools import cached_property, partial
 from typing import Any
 
@@ -14,9 +14,9 @@ import jax
 import numpy as np
 import pandas as pd
 
+from jaxgd.errors import SizeError, SpecError
 from jaxgd.science import registry
 from jaxgd.sweep import designs
-from jaxgd.errors import SizeError, SpecError
 from jaxgd.sweep.spec import TABLES, VAR_PREFIX, Spec, logged_steps, schema
 
 # Bytes of one chunk on the host (CPU): about a last-level cache. A vmapped chunk whose

@@ -15,8 +15,8 @@ import sys
 from functools import partial
 from pathlib import Path
 
-from jaxgd.science import registry
 from jaxgd.errors import SpecError
+from jaxgd.science import registry
 
 _LOADED: dict[str, str] = {}  # plugin -> the module it was loaded as
 

@@ -22,19 +22,23 @@ from typing import Any
 
 import numpy as np
 
-from jaxgd.sweep import expressions
+from jaxgd.errors import SpecError
 
 # Importing the science modules registers the built-in components.
-from jaxgd.science import data  # noqa: F401
-from jaxgd.science import given  # noqa: F401
-from jaxgd.science import losses  # noqa: F401
-from jaxgd.science import metrics  # noqa: F401
-from jaxgd.science import models  # noqa: F401
-from jaxgd.science import optim  # noqa: F401
-from jaxgd.sweep import plugins  # noqa: F401
-from jaxgd.science import registry  # noqa: F401
-from jaxgd.errors import SpecError
+from jaxgd.science import (
+    data,  # noqa: F401
+    given,  # noqa: F401
+    losses,  # noqa: F401
+    metrics,  # noqa: F401
+    models,  # noqa: F401
+    optim,  # noqa: F401
+    registry,  # noqa: F401
+)
 from jaxgd.science.registry import Setting
+from jaxgd.sweep import (
+    expressions,
+    plugins,  # noqa: F401
+)
 
 
 def _int(key, default, doc, minimum=1, sweepable=True):
