@@ -17,7 +17,7 @@ import pandas as pd
 from jaxgd.errors import SizeError, SpecError
 from jaxgd.science import registry
 from jaxgd.sweep import designs
-from jaxgd.sweep.spec import TABLES, VAR_PREFIX, Spec, logged_steps, schema
+from jaxgd.sweep.spec import VAR_PREFIX, ByAttribute, Spec, logged_steps, schema
 
 # Bytes of one chunk on the host (CPU): about a last-level cache. A vmapped chunk whose
 # working set spills out of the caches is slower than a loop over runs on the host, and
@@ -66,7 +66,7 @@ class Static:
         return isinstance(other, Static) and self.items == other.items
 
 
-class Config:
+class Config(ByAttribute):
     """One run's settings inside the compiled program, traced (`hyper`) and static, read
     by attribute: `cfg.optimizer.lr`, `cfg.model.width`, `cfg.steps`. `component(kind)`
     gives the component the spec chose, its settings bound: science functions take
@@ -77,14 +77,6 @@ class Config:
 
     def value(self, key: str) -> Any:
         return self.hyper[key] if key in self.hyper else self.static[key]
-
-    def __getattr__(self, name: str) -> Any:
-        if name in TABLES:
-            return _Table(self, name)
-        try:
-            return self.value(name)
-        except KeyError:
-            raise AttributeError(name) from None
 
     def chosen(self, kind: str) -> registry.Component:
         """The component of `kind` the run's settings choose (e.g. model.activation)."""
@@ -107,19 +99,6 @@ class Config:
     def component(self, kind: str):
         """The chosen component of `kind`, its settings bound."""
         return self.bind(self.chosen(kind))
-
-
-class _Table:
-    """One spec table of a Config: `cfg.model.width`."""
-
-    def __init__(self, cfg: Config, table: str):
-        self._cfg, self._table = cfg, table
-
-    def __getattr__(self, leaf: str) -> Any:
-        try:
-            return self._cfg.value(f"{self._table}.{leaf}")
-        except KeyError:
-            raise AttributeError(f"{self._table}.{leaf}") from None
 
 
 # What a group's static settings hold beyond the spec's own settings.

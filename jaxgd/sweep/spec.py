@@ -24,21 +24,10 @@ import numpy as np
 
 from jaxgd.errors import SpecError
 
-# Importing the science modules registers the built-in components.
-from jaxgd.science import (
-    data,  # noqa: F401
-    given,  # noqa: F401
-    losses,  # noqa: F401
-    metrics,  # noqa: F401
-    models,  # noqa: F401
-    optim,  # noqa: F401
-    registry,  # noqa: F401
-)
+# Importing losses and metrics registers the built-in losses and metrics.
+from jaxgd.science import data, given, losses, metrics, models, optim, registry  # noqa: F401
 from jaxgd.science.registry import Setting
-from jaxgd.sweep import (
-    expressions,
-    plugins,  # noqa: F401
-)
+from jaxgd.sweep import expressions, plugins
 
 
 def _int(key, default, doc, minimum=1, sweepable=True):
@@ -278,6 +267,17 @@ def _check_survives_dtype(settings) -> None:
             first[became] = value
 
 
+def _expanded(key: str, raw: Any) -> Any:
+    """A range table (`{logspace = [a, b, k]}`) expanded to its list of values; anything
+    else as it is."""
+    if not isinstance(raw, dict):
+        return raw
+    forms = [f for f in raw if f in SWEEP_FORMS]
+    if len(raw) != 1 or not forms:
+        raise SpecError(f"{key}: got {raw!r}; a range is a table with one key, one of {', '.join(SWEEP_FORMS)}")
+    return _expand_range(key, forms[0], raw[forms[0]])
+
+
 def _expand_range(key: str, form: str, args: Any) -> list:
     if not (
         isinstance(args, list)
@@ -314,14 +314,7 @@ def _resolve_setting(key: str, raw: Any) -> Any:
         ):
             raise SpecError(f"{key}: got {raw!r}; expected {_allowed(setting)}")
         return tuple(sorted(set(raw)))
-    if isinstance(raw, dict):
-        forms = [f for f in raw if f in SWEEP_FORMS]
-        if len(raw) != 1 or not forms:
-            raise SpecError(
-                f"{key}: got {raw!r}; a range is a table with one key, one of "
-                + ", ".join(SWEEP_FORMS)
-            )
-        raw = _expand_range(key, forms[0], raw[forms[0]])
+    raw = _expanded(key, raw)
     if isinstance(raw, (list, tuple)):
         if not setting.sweepable:
             raise SpecError(f"{key}: got {raw!r}; this setting cannot be swept, give one {_allowed(setting)}")
@@ -356,11 +349,7 @@ def _resolve_vars(raw) -> dict[str, list[float]]:
         if not name.isidentifier() or name in INIT_QUANTITIES or name in SHORT_NAMES or name in leaves:
             raise SpecError(f"{where}: {name!r} is not a free name (a setting, a quantity at initialization or not "
                             "an identifier); choose another")
-        if isinstance(value, dict):
-            forms = [f for f in value if f in SWEEP_FORMS]
-            if len(value) != 1 or not forms:
-                raise SpecError(f"{where}: got {value!r}; a range is a table with one key, one of {', '.join(SWEEP_FORMS)}")
-            value = _expand_range(where, forms[0], value[forms[0]])
+        value = _expanded(where, value)
         values = value if isinstance(value, list) else [value]
         if not values or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values):
             raise SpecError(f"{where}: got {value!r}; expected a number, a non-empty list of numbers or a range")
@@ -630,8 +619,6 @@ def _values(settings, key) -> list:
     return value if isinstance(value, list) else [value]
 
 
-# What `engine.kernel = "fused"` (jaxgd/engine/fused.py) supports, beyond which it is refused:
-# setting -> allowed values; and the metrics it computes.
 def fused_kernel_allows() -> dict[str, tuple]:
     """What `engine.kernel = "fused"` (jaxgd/engine/fused.py) supports, beyond which it is
     refused: setting -> allowed values."""
@@ -734,31 +721,62 @@ def _static_combinations(settings):
         yield _Namespace({**first, **dict(zip(static_swept, values))})
 
 
-class _Namespace:
-    """Flat {dotted key: value} read by attribute: ns.model.width."""
+class ByAttribute:
+    """Settings read by attribute, `cfg.model.width` for the dotted key model.width and
+    `cfg.steps` for a top-level one, from `value(key)` (a KeyError where there is none)."""
 
-    def __init__(self, flat: dict, prefix: str = ""):
-        self._flat, self._prefix = flat, prefix
+    def value(self, key: str) -> Any:
+        raise NotImplementedError
 
-    def __getattr__(self, name):
-        key = self._prefix + name
-        if key in self._flat:
-            return self._flat[key]
-        if any(k.startswith(key + ".") for k in self._flat):
-            return _Namespace(self._flat, key + ".")
-        raise AttributeError(key)
+    def __getattr__(self, name: str) -> Any:
+        if name in TABLES:
+            return _Table(self, name)
+        try:
+            return self.value(name)
+        except KeyError:
+            raise AttributeError(name) from None
 
 
-def _check_in_scope(settings, flat, in_scope) -> None:
+class _Table:
+    """One spec table read by attribute: `cfg.model.width`."""
+
+    def __init__(self, settings: ByAttribute, table: str):
+        self._settings, self._table = settings, table
+
+    def __getattr__(self, leaf: str) -> Any:
+        try:
+            return self._settings.value(f"{self._table}.{leaf}")
+        except KeyError:
+            raise AttributeError(f"{self._table}.{leaf}") from None
+
+
+class _Namespace(ByAttribute):
+    """Flat {dotted key: value} read by attribute."""
+
+    def __init__(self, flat: dict):
+        self._flat = flat
+
+    def value(self, key: str) -> Any:
+        return self._flat[key]
+
+
+def _keys_of(visible) -> list[str]:
+    """The settings of `schema()` a spec sees: the framework's, and those of the components
+    `visible` accepts."""
+    return [key for key in schema() if not (owners := registry.owners(key)) or any(map(visible, owners))]
+
+
+def _check_in_scope(settings, flat, metric_names, in_scope) -> None:
     """Every component the spec chooses, and every setting it gives, is a built-in's or its
     own plugins': a component that another spec's plugin registered in this process is
     refused (a fresh process resuming this sweep would not know it)."""
-    for key in [k for k in flat if k in schema() and k not in settings]:
-        raise SpecError(f"{key}: this setting belongs to {registry.owners(key)[0].origin}, which this spec does not "
+    stray = next((k for k in flat if k in schema() and k not in settings), None)
+    if stray:
+        raise SpecError(f"{stray}: this setting belongs to {registry.owners(stray)[0].origin}, which this spec does not "
                         "list in plugins; add it to plugins = [...]")
-    for key, value in settings.items():
-        kind = schema()[key].names_a
-        for name in (_values(settings, key) if kind else []):
+    chosen = [(key, schema()[key].names_a, _values(settings, key)) for key in settings if schema()[key].names_a]
+    for key, kind, names in chosen + [("metrics", "metric", metric_names)]:
+        for name in names:
             if name in registry.names(kind) and not in_scope(registry.get(kind, name)):
                 raise SpecError(f"{key}: '{name}' is registered by {registry.get(kind, name).origin}, which this spec "
                                 "does not list in plugins; add it to plugins = [...]")
@@ -1032,19 +1050,14 @@ def load(spec, overrides=None) -> Spec:
     exprs = {k: flat.pop(k)["expr"] for k, v in list(flat.items()) if isinstance(v, dict) and list(v) == ["expr"]}
 
     in_scope = lambda c: plugins.visible(c, plugin_names)
-    keys = [key for key in schema() if not (owners := registry.owners(key)) or any(map(in_scope, owners))]
-    settings = {key: _resolve_setting(key, flat.get(key, schema()[key].default)) for key in keys}
-    _check_in_scope(settings, flat, in_scope)
+    settings = {key: _resolve_setting(key, flat.get(key, schema()[key].default)) for key in _keys_of(in_scope)}
+    metric_names = _resolve_metrics(flat.get("metrics", list(DEFAULT_METRICS)))
+    _check_in_scope(settings, flat, metric_names, in_scope)
     derived = _resolve_derived(exprs, variables)
     zipped = _resolve_zip(zip_raw, settings, variables)
     design = _resolve_design(design_raw, flat, raw_vars if isinstance(raw_vars, dict) else {}, zipped)
     arrays = _resolve_given(settings, flat, inline_arrays, base)
     seeds = _resolve_seeds(flat.get("seeds", DEFAULT_SEEDS))
-    metric_names = _resolve_metrics(flat.get("metrics", list(DEFAULT_METRICS)))
-    for name in metric_names:
-        if not in_scope(registry.get("metric", name)):
-            raise SpecError(f"metrics: '{name}' is registered by {registry.get('metric', name).origin}, which this spec "
-                            "does not list in plugins; add it to plugins = [...]")
     _check_combinations(settings, metric_names)
     _check_stop_when(settings, metric_names, derived)
     if plugin_names:
@@ -1105,9 +1118,9 @@ def settings_table(prefix: str = "", *, builtin_only: bool = False) -> list[dict
                 if c not in registry.names(setting.names_a) or shown(registry.get(setting.names_a, c))]
         return dataclasses.replace(setting, choices=tuple(kept))
 
-    rows += [dict(key=key, type=_type_name(s), kind="traced" if s.traced else "static", default=s.default,
-                  allowed=_allowed(listed(s)), doc=s.doc) for key, s in schema().items()
-             if not (owners := registry.owners(key)) or any(map(shown, owners))]
+    rows += [dict(key=key, type=_type_name(schema()[key]), kind="traced" if schema()[key].traced else "static",
+                  default=schema()[key].default, allowed=_allowed(listed(schema()[key])), doc=schema()[key].doc)
+             for key in _keys_of(shown)]
     rows += [dict(key=f"{_selector_key(kind)}: {name}", type=kind, kind="component", default=None, allowed="",
                   doc=registry.get(kind, name).doc) for kind in registry.KINDS for name in registry.names(kind)
              if shown(registry.get(kind, name))]
