@@ -45,16 +45,8 @@ def data_source(cfg: Config) -> datasets.Source:
         return datasets.Source(sample=None, draw_teacher=None, **common)
     chosen = cfg.chosen("dataset")
     teacher = chosen.declared("teacher")
-    sample = cfg.bind(chosen)
-
-    def sample_n(draws, n, teacher_value):
-        with_teacher = (teacher_value,) if teacher else ()
-        return sample(datasets.randomness(draws, chosen.fn), n, cfg.data.d, *with_teacher)
-
-    def draw_teacher(draws):
-        return cfg.bind(chosen, teacher)(datasets.randomness(draws, teacher), cfg.data.d)
-
-    return datasets.Source(sample=sample_n, draw_teacher=draw_teacher if teacher else None, **common)
+    sample, draw_teacher = datasets.samplers(cfg.bind(chosen), teacher and cfg.bind(chosen, teacher), cfg.data.d)
+    return datasets.Source(sample=sample, draw_teacher=draw_teacher, **common)
 
 
 def science(cfg: Config) -> Science:

@@ -155,6 +155,20 @@ def randomness(draws, fn):
     return draws if first == RANDOMNESS[1] else draws.key()
 
 
+def samplers(sample, draw_teacher, d: int):
+    """A data set's bound functions (`functools.partial`s of its sample and teacher
+    functions, the teacher None where it has none) as (sample(draws, n, teacher),
+    teacher(draws) or None): each fed the randomness its first argument asks for, the
+    teacher passed after d where the data set has one."""
+    def sample_n(draws, n, teacher):
+        return sample(randomness(draws, sample.func), n, d, *((teacher,) if draw_teacher else ()))
+
+    def teacher(draws):
+        return draw_teacher(randomness(draws, draw_teacher.func), d)
+
+    return sample_n, teacher if draw_teacher else None
+
+
 def labels(draws, y, *, noise, sign: bool, dtype):
     """y + noise * N(0, 1), then its sign where asked (+-1 labels)."""
     y = y + noise * draws.normal(y.shape)

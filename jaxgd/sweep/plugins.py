@@ -10,9 +10,7 @@ import copy
 import hashlib
 import importlib
 import importlib.util
-import inspect
 import sys
-from functools import partial
 from pathlib import Path
 
 from jaxgd.errors import SpecError
@@ -99,26 +97,24 @@ def _restore(registered: dict) -> None:
 def check_shapes(settings: dict) -> None:
     """Trace (not compile) the user components the settings choose on small abstract
     inputs, and refuse one whose output has the wrong shape, naming its plugin. (Metrics,
-    which need a whole run, are traced by `jaxgd.engine.loop.trace_user_metrics`.)"""
+    which need a whole run, are traced by `jaxgd.engine.dispatch.trace_user_metrics`.)"""
     import jax
     import jax.numpy as jnp
 
     from jaxgd.science import rng
+    from jaxgd.science.data import samplers
+    from jaxgd.sweep.plan import Config, Static  # plan reads the spec, which reads this module
 
-    first = lambda key: settings[key][0] if isinstance(settings[key], list) else settings[key]
-    chosen = lambda kind, key: [registry.get(kind, name) for name in ([settings[key]] if not isinstance(settings[key], list) else settings[key])
-                                if name in registry.names(kind)]
-
-    def bound(component, fn=None):
-        declared = inspect.signature(fn or component.fn).parameters
-        return partial(fn or component.fn, **{s.leaf: first(s.key) for s in component.settings
-                                              if s.leaf in declared and s.names_a is None})
+    values = lambda key: settings[key] if isinstance(settings[key], list) else [settings[key]]
+    chosen = lambda kind, key: [registry.get(kind, name) for name in values(key) if name in registry.names(kind)]
+    # the first value of every setting, bound the way a run binds them
+    bound = Config(Static(tuple((key, values(key)[0]) for key in settings)), {}).bind
 
     def refuse(component, what, got, expected):
         raise SpecError(f"plugins: {component.origin}: {component.kind} '{component.name}' returned {what} of shape "
                         f"{tuple(got)}; expected {tuple(expected)}")
 
-    n, d, m = 5, first("data.d"), 3
+    n, d, m = 5, values("data.d")[0], 3
     z = jax.ShapeDtypeStruct((n, m), jnp.float32)
     for activation in chosen("activation", "model.activation"):
         if not activation.builtin and (shape := jax.eval_shape(bound(activation), z).shape) != z.shape:
@@ -131,14 +127,10 @@ def check_shapes(settings: dict) -> None:
         if dataset.builtin:
             continue
         teacher = dataset.declared("teacher")
+        sample_n, draw_teacher = samplers(bound(dataset), teacher and bound(dataset, teacher), d)
 
         def sample(key):
-            def build(draws):
-                from jaxgd.science.data import randomness
-
-                extra = (bound(dataset, teacher)(randomness(draws, teacher), d),) if teacher else ()
-                return bound(dataset)(randomness(draws, dataset.fn), n, d, *extra)
-
+            build = lambda draws: sample_n(draws, n, draw_teacher(draws) if draw_teacher else None)
             return rng.draw(key, build, jnp.float32)
 
         X, y = jax.eval_shape(sample, jax.random.key(0))
