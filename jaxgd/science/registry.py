@@ -117,10 +117,9 @@ class Component:
     @property
     def doc(self) -> str:
         """The docstring's first paragraph, up to the settings' own lines."""
-        setting_line = re.compile(rf"\s*({'|'.join(s.leaf for s in self.settings) or '$^'})\s*:")
-        lines = []
+        leaves, lines = {s.leaf for s in self.settings}, []
         for line in (inspect.getdoc(self.fn) or "").splitlines():
-            if not line.strip() or setting_line.match(line):
+            if not line.strip() or ((match := SETTING_DOC.match(line)) and match[1] in leaves):
                 break
             lines.append(line.strip())
         return " ".join(lines)
@@ -130,12 +129,16 @@ REGISTRY: dict[str, dict[str, Component]] = {kind: {} for kind in KINDS}
 SUPPORTED = (float, int, str, bool)
 
 
+# A setting's doc: a docstring line `name: text`.
+SETTING_DOC = re.compile(r"\s*(\w+)\s*:\s*(.+)")
+
+
 def _docs(*fns) -> dict[str, str]:
     """Setting docs from docstring lines `name: text`."""
     docs = {}
     for fn in fns:
         for line in (inspect.getdoc(fn) or "").splitlines():
-            match = re.match(r"\s*(\w+)\s*:\s*(.+)", line)
+            match = SETTING_DOC.match(line)
             if match:
                 docs.setdefault(match[1], match[2].strip())
     return docs
@@ -231,15 +234,14 @@ def component_settings() -> dict[str, Setting]:
     """Every component's settings by key, in registration order; components of one table
     that declare the same setting share it (it must then agree)."""
     merged: dict[str, Setting] = {}
-    owners: dict[str, str] = {}
     for kind, components in REGISTRY.items():
         for component in components.values():
             for setting in component.settings:
                 first = merged.setdefault(setting.key, setting)
-                owners.setdefault(setting.key, f"{kind} {component.name!r} ({component.origin})")
                 if (first.type, first.default, first.choices) != (setting.type, setting.default, setting.choices):
+                    owner = owners(setting.key)[0]
                     raise SpecError(
                         f"{kind} {component.name!r} ({component.origin}): setting {setting.key} "
                         f"({setting.type.__name__} = {setting.default!r}) clashes with the same setting of "
-                        f"{owners[setting.key]} ({first.type.__name__} = {first.default!r}); rename it")
+                        f"{owner.kind} {owner.name!r} ({owner.origin}) ({first.type.__name__} = {first.default!r}); rename it")
     return merged
