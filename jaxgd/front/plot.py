@@ -150,15 +150,17 @@ def curves(history: pd.DataFrame, metric: str, hue: str | None = None, *, logy: 
     log_hue = numeric_hue and is_log_spaced(hue_values)
     norm = (LogNorm if log_hue else Normalize)(hue_values.min(), hue_values.max()) if numeric_hue else None
     cmap = matplotlib.colormaps["viridis"]
+    per_hue = hue is not None and any(hue in _names(text) for text in reference)
+    theory = []
     for i, (value, rows) in enumerate(groups):
         by_step = rows.groupby("step")
         xs = by_step[x].median().to_numpy()  # the step itself, or the median x at each step (e.g. online time)
         color = cmap(norm(value)) if numeric_hue else cmap(i / max(len(groups) - 1, 1))
         _line_and_band(ax, xs, by_step[metric], "median", color=color,
                        label=None if hue is None else f"{hue} = {value}")
-        per_hue = hue is not None and any(hue in _names(text) for text in reference)
         if per_hue or i == 0:  # a line that does not read the hue is the same for every value of it
-            theory_lines(ax, reference, rows, x, by="step", color=color if per_hue else "black", labelled=i == 0)
+            theory += theory_lines(ax, reference, rows, x, by="step", color=color if per_hue else "black",
+                                   labelled=i == 0)
     if logy:
         ax.set_yscale("log")
     ax.set_xlabel(x)
@@ -166,11 +168,10 @@ def curves(history: pd.DataFrame, metric: str, hue: str | None = None, *, logy: 
     colour_bar = numeric_hue and len(groups) > 6  # many lines: a colour bar reads better than a legend
     if colour_bar:
         fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, label=hue)
-    theory = [line for line in ax.get_lines() if line.get_label() in map(str, reference)]
     if hue and not colour_bar:
         ax.legend(fontsize="small")
     elif theory:
-        ax.legend(handles=theory, fontsize="small")
+        ax.legend(handles=theory[: len(reference)], fontsize="small")  # the labelled ones, drawn first
     ax.set_title(title or f"{metric} against {x}" + (f" by {hue}" if hue else "") + _selection(select))
     return fig
 
