@@ -87,5 +87,5 @@ def test_a_metric_evaluated_on_too_many_samples_is_refused_before_compiling(monk
 def test_history_saved_chunk_by_chunk_is_not_also_held_whole():
     plan = planning.make(jaxgd.load_spec(SWEEP | {"engine": {"chunk_size": 2}}))
     chunks = []
-    outputs = dispatch.execute(plan, progress=False, on_chunk=lambda run_ids, history, diverged: chunks.append(run_ids))
+    outputs = dispatch.execute(plan, progress=False, on_chunk=lambda run_ids, *results: chunks.append(run_ids))
     assert outputs.history == {} and sorted(int(r) for c in chunks for r in c) == list(range(plan.n_runs))

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from jaxgd.engine import compile_cache, fused
 from jaxgd.engine.loop import setup, train_run
-from jaxgd.engine.outputs import Outputs
+from jaxgd.engine.outputs import KeptParams, Outputs
 from jaxgd.errors import SizeError
 from jaxgd.science import registry
 from jaxgd.sweep import plan as planning
@@ -32,7 +32,7 @@ def train_runs_fused(static: Static, hyper: dict, seeds):
     Pallas kernel instead (`engine.kernel = "fused"`, see jaxgd/engine/fused.py)."""
 
     runs = jax.vmap(lambda h, seed: setup(Config(static, h), seed))(hyper, seeds)
-    return fused.train(static, hyper, runs.data, runs.params)
+    return *fused.train(static, hyper, runs.data, runs.params), {}  # save_params is refused with it
 
 
 @contextlib.contextmanager
@@ -125,8 +125,8 @@ def next_call(positions: np.ndarray, size: int, n_devices: int) -> tuple[np.ndar
 def execute(plan: Plan, progress: bool = True, *, todo: np.ndarray | None = None, on_chunk=None) -> Outputs:
     """Run the plan's runs (only those in `todo`, a mask over run_ids, when given),
     group by group, each call sharded over this process's devices. After each call,
-    `on_chunk(run_ids, history, diverged_step)` receives its real runs' results (and
-    then the returned history is empty: the chunks hold it).
+    `on_chunk(run_ids, history, diverged_step, params)` receives its real runs' results
+    (and then the returned history and parameters are empty: the chunks hold them).
     A call that runs out of device memory is retried with chunks half the size."""
     spec = plan.spec
     steps = plan.logged_steps
@@ -135,6 +135,7 @@ def execute(plan: Plan, progress: bool = True, *, todo: np.ndarray | None = None
     # kept: the dense arrays of every run would be a second copy of the tables.
     history = {m: np.full((plan.n_runs, len(steps)), np.nan, dtype) for m in plan.logged} if on_chunk is None else {}
     diverged_step = np.full(plan.n_runs, -1, np.int64)
+    params, params_bytes = KeptParams(), 0
     todo = np.ones(plan.n_runs, bool) if todo is None else todo
     mesh = local_mesh()
     runs = NamedSharding(mesh, P("runs"))
@@ -169,7 +170,7 @@ def execute(plan: Plan, progress: bool = True, *, todo: np.ndarray | None = None
                                 compile_s, waited_s, programs = compile_s + seconds, waited_s + seconds, programs + 1
                             padded, real = next_call(positions, size, mesh.size)
                             inputs = jax.device_put(({k: v[padded] for k, v in group.hyper.items()}, group.seeds[padded]), runs)
-                            chunk_history, chunk_diverged = jax.device_get(compiled(*inputs))
+                            chunk_history, chunk_diverged, chunk_params = jax.device_get(compiled(*inputs))
                         except jax.errors.JaxRuntimeError as error:
                             if not is_out_of_memory(error):
                                 raise
@@ -184,11 +185,15 @@ def execute(plan: Plan, progress: bool = True, *, todo: np.ndarray | None = None
                             continue
                         run_ids = group.run_ids[padded[real]]
                         chunk_history = {name: values[real] for name, values in chunk_history.items()}
+                        chunk_params = {layer: values[real] for layer, values in chunk_params.items()}
+                        params_bytes += sum(values.nbytes for values in chunk_params.values())
                         for name, values in history.items():
                             values[run_ids] = chunk_history[name]
                         diverged_step[run_ids] = chunk_diverged[real]
                         if on_chunk is not None:
-                            on_chunk(run_ids, chunk_history, diverged_step[run_ids])
+                            on_chunk(run_ids, chunk_history, diverged_step[run_ids], chunk_params)
+                        else:
+                            params.add(run_ids, chunk_params)
                         positions = positions[real.sum():]
                         calls += 1
                         sizes.add(size)
@@ -213,10 +218,11 @@ def execute(plan: Plan, progress: bool = True, *, todo: np.ndarray | None = None
         "compile_critical_s": waited_s,  # the time the runs waited for a program
         "compile_cache": compile_cache.directory(),
         "compile_cache_hits": compile_cache.hits() - hits_before,
+        "params_bytes": params_bytes,  # the parameters kept at the steps of save_params
         "run_steps_per_s": run_steps / max(wall - waited_s, 1e-9),
         "device": str(jax.local_devices()[0].device_kind),
     }
-    return Outputs(steps=steps, history=history, diverged_step=diverged_step, stats=stats)
+    return Outputs(steps=steps, history=history, diverged_step=diverged_step, stats=stats, params=params)
 
 
 def trace_user_metrics(plan: Plan) -> None:

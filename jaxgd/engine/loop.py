@@ -112,6 +112,7 @@ class TrainState:
     diverged_step: jax.Array  # int32: first step whose loss was non-finite or above the bound; -1 if none
     stopped_step: jax.Array | None  # int32: logged step at which engine.stop_when was met; -1 if none (if set)
     held: dict | None  # the metrics logged last, repeated once stopped (with engine.stop_when)
+    saved: dict | None  # every layer at each step of save_params, {layer: (n_saved, ...)} (if set)
 
     replace = dataclasses.replace
 
@@ -159,8 +160,9 @@ def measure(cfg: Config, run: Science, s: metrics.Snapshot) -> dict[str, jax.Arr
 
 def train_run(static: Static, hyper: dict, seed):
     """One run: returns its metrics at every logged step ({name: (n_logs,)}; NaN from
-    the divergence on), with the settings derived at initialization, and its
-    diverged_step (-1 if it never diverged)."""
+    the divergence on), with the settings derived at initialization; its
+    diverged_step (-1 if it never diverged); and its parameters at the steps of
+    save_params ({layer: (n_saved, ...)}; NaN from the divergence on; empty if none)."""
     cfg = Config(static, hyper)
     start = setup(cfg, seed)
     cfg = with_settings_at_init(cfg, start)
@@ -232,7 +234,7 @@ def train_run(static: Static, hyper: dict, seed):
             tracked["last_increase_step"] = state.increases.last_step
         return state, tracked
 
-    def log(state, step):
+    def log(state, step, slot):
         state = set_anchor(state, step)
         state, tracked = track(state)
         snapshot = metrics.Snapshot(
@@ -242,12 +244,23 @@ def train_run(static: Static, hyper: dict, seed):
             sample_fresh=sample_fresh, cfg=cfg)
         values = measure(cfg, run, snapshot)
         state = check_divergence(state, loss(state.trainable, data.X_train, data.y_train), step)
-        return stop_if_met(cfg, state, {k: jnp.where(state.alive, v, jnp.nan) for k, v in values.items()}, step)
+        state, values = stop_if_met(cfg, state, {k: jnp.where(state.alive, v, jnp.nan) for k, v in values.items()}, step)
+        return keep_params(state, slot), values
+
+    def keep_params(state, slot):
+        """Every layer into its slot of state.saved, at a step of save_params (slot >= 0)."""
+        if state.saved is None:
+            return state
+        layers = {**frozen, **state.trainable}
+        write = lambda saved: {k: v.at[slot].set(jnp.where(state.alive, layers[k], jnp.nan)) for k, v in saved.items()}
+        # the slot is the same for every run of a chunk: a real branch under vmap
+        return state.replace(saved=jax.lax.cond(slot >= 0, write, lambda saved: saved, state.saved))
 
     # Log at each logged step, then take the gradient steps up to the next one (none
     # after the last). One copy of the step and of the metrics in the program.
     steps = logged_steps(cfg.steps, cfg.log_every)
     next_steps = np.append(steps[1:], steps[-1])
+    slots = np.array([cfg.save_params.index(t) if t in cfg.save_params else -1 for t in steps])  # into state.saved
 
     def advance(state, step, next_step):
         """The gradient steps from `step` to `next_step`, stopped once the run is frozen
@@ -256,8 +269,8 @@ def train_run(static: Static, hyper: dict, seed):
         return jax.lax.while_loop(running, lambda carry: (carry[0] + 1, gd_step(*carry)), (step, state))[1]
 
     def log_then_advance(state, interval):
-        step, next_step = interval
-        state, values = log(state, step)
+        step, next_step, slot = interval
+        state, values = log(state, step, slot)
         return advance(state, step, next_step), values
 
     state = TrainState(
@@ -271,8 +284,10 @@ def train_run(static: Static, hyper: dict, seed):
         diverged_step=jnp.array(-1, jnp.int32),
         stopped_step=jnp.array(-1, jnp.int32) if cfg.engine.stop_when else None,
         held={m: jnp.zeros((), cfg.dtype) for m in cfg.metrics} if cfg.engine.stop_when else None,
+        saved={k: jnp.full((len(cfg.save_params), *p.shape), jnp.nan, p.dtype) for k, p in params.items()}
+        if cfg.save_params else None,
     )
-    intervals = (jnp.asarray(steps, jnp.int32), jnp.asarray(next_steps, jnp.int32))
+    intervals = (jnp.asarray(steps, jnp.int32), jnp.asarray(next_steps, jnp.int32), jnp.asarray(slots, jnp.int32))
     state, history = jax.lax.scan(log_then_advance, state, intervals)
     history.update({d.key: jnp.full(len(steps), cfg.value(d.key), cfg.dtype) for d in settings_at_init(cfg)})
-    return history, state.diverged_step
+    return history, state.diverged_step, {} if state.saved is None else state.saved

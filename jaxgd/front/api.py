@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+from functools import partial
 from pathlib import Path
 
 import jax
@@ -134,14 +135,22 @@ def collect(out, *, progress=True, plots=True) -> Results:
     return results
 
 
-def materialize(spec, run_id: int, *, overrides=None) -> dict:
-    """The exact training data, test data, initial parameters and teacher (None where
-    the data set has none) of one run, as NumPy arrays, with its resolved settings: for
-    checking one cell of a diagram by hand."""
-    resolved = specs.load(spec, overrides)
+def materialize(spec, run_id: int, *, step: int | str = 0, overrides=None) -> dict:
+    """The exact training data, test data, parameters after `step` updates (default 0:
+    the initialization; "final": the last step) and teacher (None where the data set
+    has none) of one run, as NumPy arrays, with its resolved settings: for checking one
+    cell of a diagram by hand. `spec` is a spec (TOML path or dict) or the --out folder
+    of a sweep; parameters at a step of its save_params are read from the folder, others
+    are computed by training the run alone (equal to the sweep's to float rounding)."""
+    folder = Path(spec) if isinstance(spec, (str, Path)) and Path(spec).is_dir() else None
+    resolved = specs.load(load_saved(folder, "nothing to materialize") if folder else spec, overrides)
     plan = planning.make(resolved)
     if not 0 <= run_id < plan.n_runs:
         raise ValueError(f"run_id: got {run_id}; this sweep has runs 0..{plan.n_runs - 1}")
+    at = resolved.settings["steps"] if step == specs.FINAL else step
+    if at not in plan.logged_steps:
+        raise ValueError(f"step: got {step!r}; expected a logged step of the sweep (0, {resolved.settings['log_every']}, "
+                         f"..., {resolved.settings['steps']}) or \"final\"")
     group = next(g for g in plan.groups if run_id in g.run_ids)
     i = int(np.flatnonzero(group.run_ids == run_id)[0])
     hyper = {k: v[i] for k, v in group.hyper.items()}
@@ -149,11 +158,30 @@ def materialize(spec, run_id: int, *, overrides=None) -> dict:
         # The same traced computation as inside the engine, for one run.
         setup = jax.jit(lambda h, s: loop.setup(planning.Config(group.static, h), s)[:3])
         data, teacher, params = jax.device_get(setup(hyper, group.seeds[i]))
+        if at != 0:
+            params = _params_at(folder, plan, group, i, at)
     settings = planning.run_settings(group, i)
     return {
         **{name: np.asarray(value) for name, value in data._asdict().items()},
         "params": {name: np.asarray(value) for name, value in params.items()},
+        "step": int(at),
         "teacher": jax.tree.map(np.asarray, teacher),
         "seed": int(group.seeds[i]),
         "settings": settings,
     }
+
+
+def _params_at(folder, plan, group, position, step) -> dict:
+    """The parameters of the run at `position` in `group` after `step` updates: from the
+    folder's parts where it kept them, else trained again alone up to there."""
+    run_id, kept_steps = int(group.run_ids[position]), plan.spec.settings["save_params"]
+    if folder is not None and step in kept_steps:
+        store = Store(folder)
+        scan = store.scan(plan)
+        if scan.finished[run_id]:
+            layers = store.assemble(plan, scan, missing_ok=True).params.of(run_id)
+            return {layer: values[kept_steps.index(step)] for layer, values in layers.items()}
+    static = planning.Static(tuple(sorted({**dict(group.static.items), "save_params": (int(step),)}.items())))
+    hyper = {k: v[position] for k, v in group.hyper.items()}
+    _, _, saved = jax.jit(partial(loop.train_run, static))(hyper, group.seeds[position])
+    return {layer: values[0] for layer, values in jax.device_get(saved).items()}

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import tomli_w
 
-from jaxgd.engine.outputs import Outputs
+from jaxgd.engine.outputs import KeptParams, Outputs
 from jaxgd.errors import IncompleteError
 from jaxgd.storage.files import atomic_write
 from jaxgd.sweep import expressions
@@ -91,6 +91,10 @@ class Results:
     summary: pd.DataFrame
     spec: dict  # the resolved spec
     stats: dict = dataclasses.field(default_factory=dict)
+    # every layer at the steps of save_params: kept in the parts of a folder, read from
+    # there on first use by results loaded from one
+    saved_params: KeptParams = dataclasses.field(default_factory=KeptParams, repr=False)
+    folder: Path | None = None  # the --out folder the results were loaded from
 
     @classmethod
     def from_outputs(cls, plan: Plan, outputs: Outputs) -> "Results":
@@ -99,7 +103,25 @@ class Results:
             summary=summary_table(plan, outputs),
             spec=plan.spec.to_dict(),
             stats=outputs.stats,
+            saved_params=outputs.params,
         )
+
+    def params(self, run_id: int, step: int | str) -> dict[str, np.ndarray]:
+        """Every layer of run `run_id` after `step` updates, a step of save_params or
+        "final" (NaN from the run's divergence on)."""
+        saved = list(self.spec.get("save_params", []))
+        at = self.spec["steps"] if step == "final" else step
+        if at not in saved:
+            raise ValueError(f"step: got {step!r}; " + (f"this sweep kept parameters at steps {saved} (save_params)" if saved
+                             else "this sweep kept no parameters: set save_params (e.g. [0, \"final\"])"))
+        if not self.saved_params.blocks and self.folder is not None:
+            from jaxgd.storage.store import saved_params  # imports JAX: only when asked for
+
+            self.saved_params = saved_params(self.folder)
+        layers = self.saved_params.of(run_id)
+        if layers is None:
+            raise ValueError(f"run_id: got {run_id!r}; not a finished run of this sweep")
+        return {layer: values[saved.index(at)] for layer, values in layers.items()}
 
     def save(self, out) -> Path:
         out = Path(out)
@@ -132,6 +154,7 @@ class Results:
             summary=pd.read_parquet(out / SUMMARY_FILE),
             spec=tomllib.loads((out / SPEC_FILE).read_text()),
             stats=json.loads(stats_path.read_text()) if stats_path.is_file() else {},
+            folder=out,
         )
 
     @classmethod
@@ -192,6 +215,8 @@ class Results:
         waited = f" ({s['compile_critical_s']:.1f} s waited for)" if "compile_critical_s" in s else ""
         details.append(f"compile {s['compile_s']:.1f} s{waited}, {programs} program{'s' * (programs != 1)}{cached}, "
                        f"{s['chunks']} chunk{'s' * (s['chunks'] != 1)}{devices}")
+        if s.get("params_bytes"):
+            details.append(f"parameters kept: {s['params_bytes'] / 2**20:,.1f} MiB")
         line = f"{runs} in {s['wall_s']:.1f} s ({'; '.join(details)}); {s['run_steps_per_s']:,.0f} run-steps/s on {s['device']}"
         if s.get("out_of_memory_retries"):
             line += f"; out of memory: chunks cut to {min(s['chunk_sizes'])} runs per device"

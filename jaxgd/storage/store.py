@@ -1,7 +1,7 @@
 """Durable results: the `--out` folder of a sweep, written chunk by chunk.
 
     DIR/spec.toml                      the resolved spec, written before the first chunk
-    DIR/parts/r000000512-<hash>.npz    one finished chunk: run_ids, diverged_step, metrics
+    DIR/parts/r000000512-<hash>.npz    one finished chunk: run_ids, diverged_step, metrics (and parameters: save_params)
     DIR/parts/manifest-<writer>.jsonl  one line per finished part: name, sha256, size, runs, fingerprint
     DIR/parts/settings-<hash>.json     the settings a fingerprint stands for (to name what differs)
     DIR/.jaxgd.lock                    the host and pid of the process writing the folder
@@ -38,12 +38,12 @@ from pathlib import Path
 import numpy as np
 import tomli_w
 
-from jaxgd.engine.outputs import Outputs
+from jaxgd.engine.outputs import KeptParams, Outputs
 from jaxgd.errors import IncompleteError
 from jaxgd.storage import fingerprint
 from jaxgd.storage.files import HOST, Lock, atomic_write_bytes, left_by_dead_process
 from jaxgd.sweep import spec as specs
-from jaxgd.sweep.plan import Plan
+from jaxgd.sweep import plan as planning
 
 PARTS, SPEC_FILE = "parts", "spec.toml"
 PART_NAME = re.compile(r"r\d{9}-n\d+-[0-9a-f]{10}\.npz")  # what PartWriter names a part: nothing else is read
@@ -56,6 +56,13 @@ def load_saved(out, doing: str) -> specs.Spec:
     if spec is None:
         raise FileNotFoundError(f"{Path(out) / SPEC_FILE} not found: {doing}")
     return spec
+
+
+def saved_params(out) -> KeptParams:
+    """The parameters kept at the steps of save_params by the finished runs of the sweep in `out`."""
+    store = Store(out)
+    plan = planning.make(load_saved(out, "no parameters to read"))
+    return store.assemble(plan, missing_ok=True).params
 
 
 def _flat(d: dict, prefix: str = "") -> dict:
@@ -89,6 +96,7 @@ class Part:
     diverged_step: np.ndarray
     history: dict[str, np.ndarray]
     steps: np.ndarray  # the logged steps
+    params: dict[str, np.ndarray]  # layer -> (run, step of save_params, ...)
 
 
 @dataclasses.dataclass
@@ -160,7 +168,7 @@ class Store:
             raise PermissionError(f"cannot write results into {self.out} ({err.strerror or err}); "
                                   "give --out (out=) a folder you can write to") from err
 
-    def writer(self, plan: Plan) -> "PartWriter":
+    def writer(self, plan: planning.Plan) -> "PartWriter":
         """A callable `(run_ids, history, diverged_step)` that saves one finished chunk."""
         return PartWriter(self, plan.logged_steps, fingerprint.of(plan.spec))
 
@@ -181,10 +189,11 @@ class Store:
                     bad.append(f"{path.name} line {number} ({why}): {line[:80]!r}")
         return entries, bad
 
-    def scan(self, plan: Plan) -> Scan:
+    def scan(self, plan: planning.Plan) -> Scan:
         """Every recorded part, checked against its manifest entry and the plan."""
         steps = plan.logged_steps
         metrics = set(plan.logged)
+        n_saved = len(plan.spec.settings["save_params"])
         parts, damaged, foreign = [], {}, {}
         finished = np.zeros(plan.n_runs, bool)
         mine = fingerprint.of(plan.spec)
@@ -207,6 +216,7 @@ class Store:
                     and set(part.history) == metrics
                     and part.diverged_step.shape == (k,)
                     and all(v.shape == (k, len(steps)) for v in part.history.values())
+                    and bool(part.params) == bool(n_saved) and all(v.shape[:2] == (k, n_saved) for v in part.params.values())
                     and k > 0 and part.run_ids.min() >= 0 and part.run_ids.max() < plan.n_runs
                 )
             except Exception as err:  # noqa: BLE001 - any unreadable part is redone
@@ -249,7 +259,7 @@ class Store:
         """The folder's lock (a context manager): one independent sweep writes it at a time."""
         return Lock(self.out)
 
-    def assemble(self, plan: Plan, scan: Scan | None = None, *, missing_ok: bool = False) -> Outputs:
+    def assemble(self, plan: planning.Plan, scan: Scan | None = None, *, missing_ok: bool = False) -> Outputs:
         """Every run's results from the parts; IncompleteError if some are missing, unless
         `missing_ok` (then a missing run's metrics are NaN)."""
         scan = scan or self.scan(plan)
@@ -264,13 +274,15 @@ class Store:
         dtype = np.dtype(plan.spec.settings["dtype"])
         history = {m: np.full((plan.n_runs, len(steps)), np.nan, dtype) for m in plan.logged}
         diverged_step = np.full(plan.n_runs, -1, np.int64)
+        params = KeptParams()
         for part in scan.parts:  # a run in two parts (a chunk redone) has the same values in both
             for name, values in part.history.items():
                 history[name][part.run_ids] = values
             diverged_step[part.run_ids] = part.diverged_step
+            params.add(part.run_ids, part.params)
         stats = {"runs": plan.n_runs, "steps": plan.spec.settings["steps"], "groups": len(plan.groups),
                  "parts": len(scan.parts)}
-        return Outputs(steps=steps, history=history, diverged_step=diverged_step, stats=stats)
+        return Outputs(steps=steps, history=history, diverged_step=diverged_step, stats=stats, params=params)
 
     def tidy(self, scan: Scan) -> None:
         """Once every run is in: move damaged parts to parts/damaged/ and parts of other
@@ -317,6 +329,7 @@ def _read_part(name: str, data: bytes) -> Part:
             diverged_step=z["diverged_step"].astype(np.int64),
             history={k[len("metric:"):]: z[k] for k in z.files if k.startswith("metric:")},
             steps=z["steps"],
+            params={k[len("param:"):]: z[k] for k in z.files if k.startswith("param:")},
         )
 
 
@@ -329,12 +342,13 @@ class PartWriter:
         self.manifest = store.parts / f"manifest-{self.writer}.jsonl"
         self.last = time.perf_counter()
 
-    def __call__(self, run_ids: np.ndarray, history: dict[str, np.ndarray], diverged_step: np.ndarray) -> str:
+    def __call__(self, run_ids: np.ndarray, history: dict[str, np.ndarray], diverged_step: np.ndarray,
+                 params: dict[str, np.ndarray]) -> str:
         run_ids = np.asarray(run_ids, np.int64)
         tag = hashlib.sha256(run_ids.tobytes()).hexdigest()[:10]
         name = f"r{int(run_ids[0]):09d}-n{len(run_ids)}-{tag}.npz"
         buffer = io.BytesIO()
-        arrays = {f"metric:{k}": v for k, v in history.items()}
+        arrays = {f"metric:{k}": v for k, v in history.items()} | {f"param:{k}": v for k, v in params.items()}
         np.savez(buffer, run_ids=run_ids, diverged_step=np.asarray(diverged_step, np.int64),
                  steps=self.steps, **arrays)
         data = buffer.getvalue()

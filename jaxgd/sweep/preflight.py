@@ -51,6 +51,8 @@ class Estimate:
     table_bytes: int  # history and summary in memory (the engine's arrays, then the tables)
     host_limit: int
     parts_bytes: int  # the parts on disk
+    saved_steps: int  # steps of save_params
+    params_bytes: int  # the parameters kept at those steps (in the parts, and in memory at the end)
     disk_free: int | None  # where the parts go (None without --out)
     seconds: float  # a rough time, at FLOPS_PER_S
     devices: int
@@ -80,7 +82,8 @@ def estimate(plan: planning.Plan, out=None) -> Estimate:
     spec, n_logs = plan.spec, len(plan.logged_steps)
     item = plan.dtype.itemsize
     varying = [k for k in spec.swept if not planning.is_traced(k)]
-    groups, flops = [], 0.0
+    groups, flops, params_bytes = [], 0.0, 0
+    n_saved = len(spec.settings["save_params"])
     for group in plan.groups:
         runs = len(group.run_ids)
         groups.append({"settings": {k: group.static[k] for k in varying}, "runs": runs, "chunk_size": group.chunk_size,
@@ -88,6 +91,7 @@ def estimate(plan: planning.Plan, out=None) -> Estimate:
                        "chunk_bytes": group.chunk_size * planning.bytes_per_run(group.static)})
         n, d, m = (group.static[k] for k in ("data.n", "data.d", "model.width"))
         flops += 4.0 * n * d * m * runs * plan.steps
+        params_bytes += runs * n_saved * m * (d + 1 + group.static["model.bias"]) * item  # W, a and b
     metrics = len(spec.metrics)
     history_values = plan.n_runs * n_logs * metrics * item
     row_columns = 8 * (3 + len(spec.swept))  # run_id, seed, step, the swept settings
@@ -100,8 +104,9 @@ def estimate(plan: planning.Plan, out=None) -> Estimate:
     return Estimate(
         runs=plan.n_runs, groups=groups, logged_steps=n_logs, run_steps=plan.n_runs * plan.steps,
         device_bytes=max(g["chunk_bytes"] for g in groups), device_limit=planning.accelerator_memory() or planning.host_memory(),
-        table_bytes=table_bytes, host_limit=planning.host_memory(),
-        parts_bytes=history_values + plan.n_runs * 16, disk_free=_free_disk(where),
+        table_bytes=table_bytes + params_bytes, host_limit=planning.host_memory(),
+        parts_bytes=history_values + plan.n_runs * 16 + params_bytes, saved_steps=n_saved,
+        params_bytes=params_bytes, disk_free=_free_disk(where),
         seconds=flops / (FLOPS_PER_S.get(platform, FLOPS_PER_S["cpu"]) * (devices if platform != "cpu" else 1)),
         devices=devices,
     )
@@ -140,6 +145,11 @@ def describe(est: Estimate) -> str:
     lines += [
         f"device memory: about {_size(est.device_bytes)} for the largest chunk, of {_size(est.device_limit)}",
         f"host memory for the tables: about {_size(est.table_bytes)}, of {_size(est.host_limit)}",
+    ]
+    if est.saved_steps:
+        lines.append(f"parameters kept at {est.saved_steps} step{'s' * (est.saved_steps != 1)} (save_params): about "
+                     f"{_size(est.params_bytes)}, counted in the tables' memory and the parts' disk")
+    lines += [
         f"disk for the parts: about {_size(est.parts_bytes)}"
         + (f", of {_size(est.disk_free)} free" if est.disk_free is not None else ""),
         f"time: roughly {_duration(est.seconds)} of training, plus compilation",

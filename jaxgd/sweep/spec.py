@@ -47,7 +47,7 @@ def _bool(key, default, doc):
 
 
 def _steps_list(key, doc):
-    """A list of step numbers (not a sweep)."""
+    """A list of step numbers (not a sweep); "final" stands for the last step."""
     return Setting(key, tuple, (), doc, minimum=0, sweepable=False)
 
 
@@ -104,6 +104,7 @@ FRAMEWORK: tuple[Setting, ...] = (
     Setting("measure.escape_threshold", float, 0.5, "the threshold of `escape_step`", sweepable=False),
     Setting("measure.escape_relative", bool, True, "the threshold is a fraction of the metric's value at step 0", sweepable=False),
     _steps_list("summary_steps", "logged steps whose metrics get summary columns <metric>_at_<step>"),
+    _steps_list("save_params", "logged steps at which every run's parameters (every layer) are kept, in the parts and the results: `Results.params(run_id, step)`, `jaxgd.materialize(..., step=t)`"),
     _float("engine.divergence_bound", 1e8, "a run whose training loss exceeds this (or is not finite) is frozen as diverged", positive=True),
     Setting("engine.stop_when", str, "", "a criterion on a logged metric (`\"train_loss < 1e-8\"`): a run meeting it at a logged step is frozen there, keeping its values, and the summary gets `stopped_step`", sweepable=False),
     _int("engine.memory_budget_mb", 0, "MiB for one chunk of runs on one device (0: half the accelerator's memory, or 8 MiB, about a CPU cache, on the host)", minimum=0, sweepable=False),
@@ -162,7 +163,7 @@ def schema() -> dict[str, Setting]:
 
 TABLES = ("data", "model", "optimizer", "loss", "measure", "engine", "plot")
 DESIGN_KEYS = ("design", "samples", "design_seed")
-TOP_LEVEL = ("name", "seeds", "steps", "log_every", "dtype", "metrics", "summary_steps", "plugins", "vars", "zip",
+TOP_LEVEL = ("name", "seeds", "steps", "log_every", "dtype", "metrics", "summary_steps", "save_params", "plugins", "vars", "zip",
              *DESIGN_KEYS) + TABLES
 SWEEP_FORMS = ("linspace", "logspace", "geomspace")
 REDUCERS = ("median", "mean", "min", "max")
@@ -188,7 +189,7 @@ def _allowed(setting: Setting) -> str:
     if setting.type is bool:
         return "true or false"
     if setting.type is tuple:
-        return "a list of step numbers >= 0"
+        return 'a list of step numbers >= 0 or "final" (the last step)'
     if setting.type is str:
         return "a string"
     kind = "an integer" if setting.type is int else "a number"
@@ -308,12 +309,12 @@ def _expand_range(key: str, form: str, args: Any) -> list:
 def _resolve_setting(key: str, raw: Any) -> Any:
     """A scalar (unswept) or a list of at least one value (a swept axis)."""
     setting = schema()[key]
-    if setting.type is tuple:  # a list of steps, not a sweep
+    if setting.type is tuple:  # a list of steps, not a sweep ("final" is resolved by _final_steps)
         if not isinstance(raw, (list, tuple)) or not all(
-            isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in raw
+            (isinstance(v, int) and not isinstance(v, bool) and v >= 0) or v == FINAL for v in raw
         ):
             raise SpecError(f"{key}: got {raw!r}; expected {_allowed(setting)}")
-        return tuple(sorted(set(raw)))
+        return tuple(raw)
     raw = _expanded(key, raw)
     if isinstance(raw, (list, tuple)):
         if not setting.sweepable:
@@ -335,6 +336,16 @@ VAR_PREFIX = "vars."
 # Quantities at initialization depend on the data, the model and the loss: they may set
 # only what comes after initialization.
 SET_AFTER_INIT = ("optimizer.", "engine.")
+
+
+FINAL = "final"  # in a list of steps: the last step
+
+
+def _final_steps(settings) -> None:
+    """Each list of steps sorted, "final" replaced by the number of steps."""
+    for key, setting in schema().items():
+        if setting.type is tuple and key in settings:
+            settings[key] = tuple(sorted({settings["steps"] if t == FINAL else t for t in settings[key]}))
 
 
 def _resolve_vars(raw) -> dict[str, list[float]]:
@@ -515,9 +526,10 @@ def _resolve_design(raw: dict, flat, raw_vars, zipped) -> Design | None:
 def _check_stop_when(settings, metric_names, derived):
     """engine.stop_when: a criterion on one of the spec's metrics, in the XLA loop (as are
     settings derived at initialization)."""
-    if settings["engine.kernel"] == "fused" and (settings["engine.stop_when"] or any(d.at_init for d in derived)):
-        raise SpecError("engine.kernel: got 'fused', which computes neither engine.stop_when nor settings derived "
-                        f"from {', '.join(INIT_QUANTITIES)}; expected 'xla'")
+    if settings["engine.kernel"] == "fused" and (settings["engine.stop_when"] or settings["save_params"]
+                                                 or any(d.at_init for d in derived)):
+        raise SpecError("engine.kernel: got 'fused', which computes neither engine.stop_when, save_params nor settings "
+                        f"derived from {', '.join(INIT_QUANTITIES)}; expected 'xla'")
     if settings["engine.stop_when"]:
         metric, _, _ = expressions.criterion(settings["engine.stop_when"], "engine.stop_when")
         if metric not in metric_names:
@@ -701,7 +713,7 @@ def _check_combinations(settings, metric_names):
     if settings["measure.escape_metric"] and settings["measure.escape_metric"] not in metric_names:
         raise SpecError(f"measure.escape_metric: got {settings['measure.escape_metric']!r}; it must be one of the spec's metrics: {', '.join(metric_names)}")
     logged = set(logged_steps(settings["steps"], settings["log_every"]).tolist())
-    for key in ("measure.ntk_steps", "summary_steps"):
+    for key in (k for k, setting in schema().items() if setting.type is tuple and k in settings):
         unlogged = [t for t in settings[key] if t not in logged]
         if unlogged:
             raise SpecError(f"{key}: steps {unlogged} are not logged; logged steps are multiples of log_every = {settings['log_every']} and the last step {settings['steps']}")
@@ -1051,6 +1063,7 @@ def load(spec, overrides=None) -> Spec:
 
     in_scope = lambda c: plugins.visible(c, plugin_names)
     settings = {key: _resolve_setting(key, flat.get(key, schema()[key].default)) for key in _keys_of(in_scope)}
+    _final_steps(settings)
     metric_names = _resolve_metrics(flat.get("metrics", list(DEFAULT_METRICS)))
     _check_in_scope(settings, flat, metric_names, in_scope)
     derived = _resolve_derived(exprs, variables)
