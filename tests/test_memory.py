@@ -42,8 +42,8 @@ def test_out_of_memory_halves_the_chunk_and_reports_it(tmp_path, monkeypatch, ca
     """A device that cannot hold more than 3 runs: chunks of 12 are halved to 6, then 3."""
     compile_group = engine.compile_group
 
-    def small_device(group, size=None, mesh=None):
-        compiled, seconds = compile_group(group, size, mesh)
+    def small_device(group, size=None, mesh=None, draw_length=None):
+        compiled, seconds = compile_group(group, size, mesh, draw_length)
         if (size or group.chunk_size) > 3:
             def out_of_memory(*args):
                 raise jax.errors.JaxRuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate 1.0 GiB")
@@ -66,7 +66,7 @@ def test_out_of_memory_halves_the_chunk_and_reports_it(tmp_path, monkeypatch, ca
 
 
 def test_errors_other_than_out_of_memory_are_raised(monkeypatch):
-    def broken(group, size=None, mesh=None):
+    def broken(group, size=None, mesh=None, draw_length=None):
         def fail(*args):
             raise jax.errors.JaxRuntimeError("INTERNAL: something else")
         return fail, 0.0

@@ -19,19 +19,19 @@ from jax.sharding import PartitionSpec as P
 from tqdm.auto import tqdm
 
 from jaxgd.engine import compile_cache, fused
-from jaxgd.engine.loop import setup, train_run
+from jaxgd.engine.loop import setup, train_run, values_taken
 from jaxgd.engine.outputs import KeptParams, Outputs
 from jaxgd.errors import SizeError
-from jaxgd.science import registry
+from jaxgd.science import registry, rng
 from jaxgd.sweep import plan as planning
 from jaxgd.sweep.plan import Config, Group, Plan, Static, cut
 
 
-def train_runs_fused(static: Static, hyper: dict, seeds):
+def train_runs_fused(static: Static, hyper: dict, drawn: rng.Drawn):
     """The runs of `jax.vmap(train_run)`, from the same `setup`, trained by the fused
     Pallas kernel instead (`engine.kernel = "fused"`, see jaxgd/engine/fused.py)."""
 
-    runs = jax.vmap(lambda h, seed: setup(Config(static, h), seed))(hyper, seeds)
+    runs = jax.vmap(lambda h, one: setup(Config(static, h), one))(hyper, drawn)
     return *fused.train(static, hyper, runs.data, runs.params), {}  # save_params is refused with it
 
 
@@ -54,7 +54,7 @@ def local_mesh() -> Mesh:
 
 def map_runs(static: Static):
     """The runs of a chunk one after another (`lax.map`): each computed as if alone."""
-    return lambda hyper, seeds: jax.lax.map(lambda run: train_run(static, *run), (hyper, seeds))
+    return lambda hyper, drawn: jax.lax.map(lambda run: train_run(static, *run), (hyper, drawn))
 
 
 # How one device trains the runs of its chunk (plan.strategy picks one from
@@ -67,22 +67,61 @@ STRATEGIES = {
 }
 
 
-def compile_group(group: Group, size: int | None = None, mesh: Mesh | None = None):
+def compile_group(group: Group, size: int | None = None, mesh: Mesh | None = None, draw_length: int | None = None):
     """The compiled program of a group for `size` runs per device (default: the group's
     chunk size) on each device of `mesh` (default: all of this process's): the run axis
     is split over the mesh (a Pallas call is not partitioned by jit: one per device) and
-    each device trains its runs by the group's strategy. Returns it and the seconds it
-    took."""
+    each device trains its runs by the group's strategy, from their rng.Drawn of
+    `draw_length` values (default: what the group takes, rounded up: draw_lengths).
+    Returns it and the seconds it took."""
     mesh = mesh or local_mesh()
     runs = NamedSharding(mesh, P("runs"))
     n = (size or group.chunk_size) * mesh.size
-    shape = lambda dtype: jax.ShapeDtypeStruct((n,), dtype, sharding=runs)
+    shape = lambda *shape, dtype: jax.ShapeDtypeStruct((n, *shape), dtype, sharding=runs)
     start = time.perf_counter()
     per_device = STRATEGIES[group.strategy](group.static)
     # Runs never talk to each other: no collectives, so no replication checks to make.
     program = jax.jit(jax.shard_map(per_device, mesh=mesh, in_specs=P("runs"), out_specs=P("runs"), check_vma=False))
-    compiled = program.lower({k: shape(v.dtype) for k, v in group.hyper.items()}, shape(group.seeds.dtype)).compile()
+    drawn = rng.Drawn(keys=shape(3, 2, dtype=np.uint32),
+                      values=shape(draw_length or draw_lengths([group])[0], dtype=np.float32))
+    compiled = program.lower({k: shape(dtype=v.dtype) for k, v in group.hyper.items()}, drawn).compile()
     return compiled, time.perf_counter() - start
+
+
+def draw_lengths(groups: list[Group]) -> list[int]:
+    """The length of each group's draw, made before its program: what a run takes, rounded
+    up to a power of two, or the sweep's longest where that is at most 8 times as long (one
+    draw program for most sweeps, drawing at most 8 times what a run takes)."""
+    own = []
+    for group in groups:
+        with numerics(group.static):
+            own.append(1 << (values_taken(group.static, group.hyper) - 1).bit_length())
+    longest = max(own)
+    return [longest if longest <= 8 * length else length for length in own]
+
+
+# A draw program makes the Drawn of this many runs a call (fewer for long draws: at most
+# 2^23 values, 32 MiB, a call), whatever a group's chunk size: one program per length.
+DRAW_BLOCK = 8
+
+
+def compile_draws(length: int, static: Static):
+    """The compiled draw program for `length` values (in the sweep's numerics), its block
+    of runs, and the seconds it took."""
+    block = max(1, min(DRAW_BLOCK, 2**23 // length))
+    start = time.perf_counter()
+    with numerics(static):
+        program = jax.jit(partial(rng.draw_runs, length=length))
+        compiled = program.lower(jax.ShapeDtypeStruct((block,), np.uint32)).compile()
+    return (compiled, block), time.perf_counter() - start
+
+
+def draw(draws, seeds: np.ndarray) -> rng.Drawn:
+    """The rng.Drawn of each seed (NumPy arrays), from a compiled draw program and its block."""
+    program, block = draws
+    padded = np.concatenate([seeds, np.full(-len(seeds) % block, seeds[0], seeds.dtype)])
+    blocks = jax.device_get([program(padded[i : i + block]) for i in range(0, len(padded), block)])
+    return jax.tree.map(lambda *arrays: np.concatenate(arrays)[: len(seeds)], *blocks)
 
 
 def compile_workers() -> int:
@@ -94,13 +133,13 @@ def compile_workers() -> int:
     return max(1, cores // 2) if planning.on_host() else cores
 
 
-def compile_ahead(pool: ThreadPoolExecutor, group: Group, mesh: Mesh):
+def compile_ahead(pool: ThreadPoolExecutor, group: Group, mesh: Mesh, draw_length: int):
     """The future of the group's program at its chunk size, compiled in `pool` (in the
     group's numerics: JAX's settings are per thread)."""
 
     def compile_in_numerics():
         with numerics(group.static):
-            return compile_group(group, group.chunk_size, mesh)
+            return compile_group(group, group.chunk_size, mesh, draw_length)
 
     return pool.submit(compile_in_numerics)
 
@@ -149,27 +188,40 @@ def execute(plan: Plan, progress: bool = True, *, todo: np.ndarray | None = None
         total=n_todo, unit="run", desc=spec.name, delay=1.0,
         disable=not progress, file=sys.stderr, dynamic_ncols=True,
     )
-    # Every program is compiled ahead, in threads, in the order the groups run: the
-    # next groups compile while one runs; the runs wait only for a program not yet done.
+    def wait(future):
+        """A program compiled ahead, once it is ready (the runs wait for it)."""
+        nonlocal compile_s, waited_s
+        waiting = time.perf_counter()
+        program, seconds = future.result()
+        waited_s += time.perf_counter() - waiting
+        compile_s += seconds
+        return program
+
+    # Every program is compiled ahead, in threads, in the order the groups run (the draw
+    # programs first: every group needs one): the next groups compile while one runs; the
+    # runs wait only for a program not yet done.
+    lengths = draw_lengths(groups) if groups else []
     pool = ThreadPoolExecutor(compile_workers(), thread_name_prefix="jaxgd-compile")
-    ahead = [compile_ahead(pool, group, mesh) for group in groups]
+    draws_ahead = {length: pool.submit(compile_draws, length, groups[0].static) for length in dict.fromkeys(lengths)}
+    ahead = [compile_ahead(pool, group, mesh, length) for group, length in zip(groups, lengths)]
+    draw_programs = {}
     try:
         with bar:
-            for group, future in zip(groups, ahead):
+            for group, future, length in zip(groups, ahead, lengths):
                 positions = np.flatnonzero(todo[group.run_ids])
                 size = group.chunk_size
                 with numerics(group.static):
-                    waiting = time.perf_counter()
-                    compiled, seconds = future.result()
-                    waited_s += time.perf_counter() - waiting
-                    compile_s, programs = compile_s + seconds, programs + 1
+                    if length not in draw_programs:
+                        draw_programs[length] = wait(draws_ahead[length])
+                    compiled, programs = wait(future), programs + 1
                     while len(positions):
                         try:
                             if compiled is None:
-                                compiled, seconds = compile_group(group, size, mesh)
+                                compiled, seconds = compile_group(group, size, mesh, length)
                                 compile_s, waited_s, programs = compile_s + seconds, waited_s + seconds, programs + 1
                             padded, real = next_call(positions, size, mesh.size)
-                            inputs = jax.device_put(({k: v[padded] for k, v in group.hyper.items()}, group.seeds[padded]), runs)
+                            drawn = draw(draw_programs[length], group.seeds[padded])
+                            inputs = jax.device_put(({k: v[padded] for k, v in group.hyper.items()}, drawn), runs)
                             chunk_history, chunk_diverged, chunk_params = jax.device_get(compiled(*inputs))
                         except jax.errors.JaxRuntimeError as error:
                             if not is_out_of_memory(error):
@@ -208,6 +260,7 @@ def execute(plan: Plan, progress: bool = True, *, todo: np.ndarray | None = None
         "steps": plan.steps,
         "groups": len(plan.groups),
         "programs": programs,
+        "draw_programs": len(draws_ahead),  # each run's keys and draw, made before its program
         "chunks": calls,
         "chunk_sizes": sorted(sizes),
         "strategies": sorted({group.strategy for group in plan.groups}),

@@ -31,24 +31,41 @@ class RunSetup(NamedTuple):
 
 
 def setup(cfg: Config, seed) -> RunSetup:
-    """Everything random about a run, from its seed alone."""
-    draws_key, batches_key, metrics_key = rng.run_keys(seed)
-    run = science(cfg)
-
-    def build(draws):
-        given = cfg.data.given if cfg.data.name in datasets.GIVEN else None
-        data, teacher = datasets.make(run.source, draws, n=cfg.data.n, n_test=cfg.data.n_test, given=given)
-        params = models.init(draws, width=cfg.model.width, d=cfg.data.d, w_scale=cfg.model.w_scale,
-                             a_init=cfg.model.a_init, a_scale=cfg.model.a_scale, bias=cfg.model.bias,
-                             b_scale=cfg.model.b_scale, constrain=run.constrain, dtype=cfg.dtype)
-        n_trained = sum(p.size for p in models.split(params, run.trained)[0].values())
-        # the second vector drawn after the first, so the first is that of earlier versions
-        tracked = "hessian" in run.tracks or reads(cfg, "sharpness0")
-        start = (draws.normal((n_trained,)), draws.normal((n_trained,))) if tracked else None
-        return data, teacher, params, start
-
-    data, teacher, params, start = rng.draw(draws_key, build, cfg.dtype)
+    """Everything random about a run, from its seed alone: an integer, or its
+    `rng.Drawn` made before the program (the same numbers)."""
+    drawn = seed if isinstance(seed, rng.Drawn) else None
+    draws_key, batches_key, metrics_key = drawn.run_keys() if drawn else rng.run_keys(seed)
+    data, teacher, params, start = rng.draw(draws_key, partial(build, cfg), cfg.dtype, drawn.values if drawn else None)
     return RunSetup(data, teacher, params, batches_key, metrics_key, start)
+
+
+def build(cfg: Config, draws: rng.Draws):
+    """A run's data, teacher, initial parameters and Hessian start vectors, cut from `draws`."""
+    run = science(cfg)
+    given = cfg.data.given if cfg.data.name in datasets.GIVEN else None
+    data, teacher = datasets.make(run.source, draws, n=cfg.data.n, n_test=cfg.data.n_test, given=given)
+    params = models.init(draws, width=cfg.model.width, d=cfg.data.d, w_scale=cfg.model.w_scale,
+                         a_init=cfg.model.a_init, a_scale=cfg.model.a_scale, bias=cfg.model.bias,
+                         b_scale=cfg.model.b_scale, constrain=run.constrain, dtype=cfg.dtype)
+    n_trained = sum(p.size for p in models.split(params, run.trained)[0].values())
+    # the second vector drawn after the first, so the first is that of earlier versions
+    tracked = "hessian" in run.tracks or reads(cfg, "sharpness0")
+    start = (draws.normal((n_trained,)), draws.normal((n_trained,))) if tracked else None
+    return data, teacher, params, start
+
+
+def values_taken(static: Static, hyper: dict) -> int:
+    """How many values of its draw a run of a group takes (traced abstractly: the same for
+    every run of the group; `hyper` gives the dtypes of its traced settings)."""
+    taken = []
+    abstract = {k: jax.ShapeDtypeStruct((), v.dtype) for k, v in hyper.items()}
+
+    def count(hyper):
+        cfg = Config(static, hyper)
+        taken.append(rng.count(partial(build, cfg), cfg.dtype, jax.random.key(0)))
+
+    jax.eval_shape(count, abstract)
+    return taken[0]
 
 
 def settings_at_init(cfg: Config) -> tuple:

@@ -5,11 +5,14 @@ drawn from a key that depends on the run's seed alone, never on its place in a c
 One draw rather than one per array: each draw adds a generator to the compiled program
 (about 0.3 s of CPU compile time each). Threefry keys are partitionable, so the first
 k values of a draw do not depend on its length: the data, cut first, are the same for
-every width.
+every width. The engine makes a run's keys and draw before its program (`draw_runs`,
+one small program for the whole sweep: the generator was half of each training
+program's compile time), with the same numbers as drawn inside.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import jax
@@ -46,11 +49,50 @@ def run_keys(seed) -> tuple[jax.Array, jax.Array, jax.Array]:
     return draws, batches, metrics
 
 
-def draw(key, build, dtype):
-    """`build(draws)` fed from one draw of `key`: a dry run counts the values it takes
-    (its operations are dead code in the compiled program), then the real run."""
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class Drawn:
+    """A run's randomness made before its program by `draw_runs`: its run_keys (as key
+    data) and the first values of the draw of its first key (at least those it takes)."""
+
+    keys: jax.Array  # (3, 2) uint32
+    values: jax.Array  # (length,) float32
+
+    def run_keys(self) -> tuple[jax.Array, jax.Array, jax.Array]:
+        draws, batches, metrics = (jax.random.wrap_key_data(k) for k in self.keys)
+        return draws, batches, metrics
+
+
+def draw_runs(seeds: jax.Array, length: int) -> Drawn:
+    """The Drawn of each seed, `length` values each (vmapped over seeds)."""
+
+    def one(seed):
+        keys = run_keys(seed)
+        return Drawn(jnp.stack([jax.random.key_data(k) for k in keys]), normal(keys[0], length))
+
+    return jax.vmap(one)(seeds)
+
+
+def normal(key, length: int) -> jax.Array:
+    # Drawn in float32 and cast by the user: a seed gives the same data and initialization
+    # (to float32 rounding) in float32 and float64, so the two precisions can be compared.
+    return jax.random.normal(key, (length,), jnp.float32)
+
+
+def count(build, dtype, key) -> int:
+    """How many values `build(draws)` takes: a dry run (its operations are dead code in a
+    compiled program)."""
     counter = Draws(None, dtype, key)
     build(counter)
-    # Drawn in float32 and cast: a seed gives the same data and initialization (to float32
-    # rounding) in float32 and float64, so the two precisions can be compared on one run.
-    return build(Draws(jax.random.normal(key, (counter.taken,), jnp.float32).astype(dtype), dtype, key))
+    return counter.taken
+
+
+def draw(key, build, dtype, drawn: jax.Array | None = None):
+    """`build(draws)` fed from one draw of `key`, or from `drawn`, its first values made
+    before the program (Drawn.values)."""
+    taken = count(build, dtype, key)
+    if drawn is None:
+        drawn = normal(key, taken)
+    elif drawn.shape[0] < taken:
+        raise ValueError(f"{drawn.shape[0]} values drawn before the program, {taken} needed")
+    return build(Draws(drawn[:taken].astype(dtype), dtype, key))

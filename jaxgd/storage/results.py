@@ -208,7 +208,7 @@ class Results:
         done, before = s.get("runs_done", s["runs"]), s.get("runs_before", 0)
         if not done:
             return f"{runs}: nothing left to run, every run was done before"
-        programs = s.get("programs", s["groups"])
+        programs = s.get("programs", s["groups"]) + s.get("draw_programs", 0)
         cached = f", {s['compile_cache_hits']} from cache" if s.get("compile_cache_hits") else ""
         devices = f" on {s['devices']} devices" if s.get("devices", 1) > 1 else ""
         details = [f"{done:,} of them here"] if count > 1 else [f"{done:,} now, {before:,} done before"] if before else []
