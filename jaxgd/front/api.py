@@ -78,9 +78,9 @@ def run(spec, *, overrides=None, out=None, progress=True, compile_cache_dir=None
 
 
 def _run_into(out: Path, resolved, plan, progress, index, count, plots, recompute) -> Results:
-    store = Store.open(out, resolved)
     # the processes of one jax.distributed run cooperate: process 0 holds the lock for them
-    with store.lock() if index == 0 else contextlib.nullcontext():
+    with Store(out).lock() if index == 0 else contextlib.nullcontext():
+        store = Store.open(out, resolved)  # under the lock: growing a sweep rewrites the folder's spec
         return _run_locked(store, out, resolved, plan, progress, index, count, plots, recompute)
 
 

@@ -48,7 +48,7 @@ import tomli_w
 
 from jaxgd.engine.outputs import Outputs
 from jaxgd.errors import IncompleteError
-from jaxgd.storage import fingerprint
+from jaxgd.storage import fingerprint, results
 from jaxgd.storage.files import HOST, Lock, atomic_write_bytes, left_by_dead_process
 from jaxgd.sweep import spec as specs
 from jaxgd.sweep.plan import Plan
@@ -142,9 +142,10 @@ class Store:
     @classmethod
     def open(cls, out, spec: specs.Spec) -> "Store":
         """The folder for `spec`: created, or checked to hold the same sweep or one that
-        `spec` grows (more values on its axes, more seeds). Raises SpecError if it holds
-        another one (a change to any other setting that changes values; the name, plots,
-        chunking and memory budget may change)."""
+        `spec` grows (more values on its axes, more seeds: then the smaller sweep's tables
+        are removed). Raises SpecError if it holds another one (a change to any other
+        setting that changes values; the name, plots, chunking and memory budget may
+        change). A caller that may grow a folder holds its lock."""
         store = cls(out)
         old = store.saved_spec()
         if old is not None:
@@ -158,6 +159,10 @@ class Store:
         store.make_writable()
         if old is None or old.to_dict() != spec.to_dict():
             atomic_write_bytes(store.out / SPEC_FILE, tomli_w.dumps(spec.to_dict()).encode())
+        if old is not None and fingerprint.settings_of(old) != fingerprint.settings_of(spec):
+            # grown: the tables are the smaller sweep's (its parts stay), written again at the end
+            for name in (results.HISTORY_FILE, results.SUMMARY_FILE, results.STATS_FILE):
+                (store.out / name).unlink(missing_ok=True)
         record = store.parts / f"settings-{fingerprint.of(spec)['settings']}.json"
         if not record.is_file():
             atomic_write_bytes(record, json.dumps(fingerprint.settings_of(spec), indent=1).encode())
@@ -260,7 +265,9 @@ class Store:
               f"or recompute=True), or use another --out")
 
     def lock(self) -> Lock:
-        """The folder's lock (a context manager): one independent sweep writes it at a time."""
+        """The folder's lock (a context manager): one independent sweep writes it at a time.
+        The folder is created (make_writable) if it is not there yet."""
+        self.make_writable()
         return Lock(self.out)
 
     def assemble(self, plan: Plan, scan: Scan | None = None, *, missing_ok: bool = False) -> Outputs:
