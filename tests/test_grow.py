@@ -91,16 +91,17 @@ def test_a_static_axis_grows_in_the_middle(tmp_path):
 
 
 @pytest.mark.parametrize("change, key", [
-    (dict(model={"width": 16}), "model.width: 8 there, 16 here"),  # an unswept setting
-    (dict(optimizer={"lr": [0.05, 0.3]}), "optimizer.lr: [0.05, 0.1] there, [0.05, 0.3] here"),  # a value changed
-    (dict(optimizer={"lr": [0.05]}), "optimizer.lr: [0.05, 0.1] there, [0.05] here"),  # a value removed
-    (dict(seeds=[0, 2]), "seeds: [0, 1] there, [0, 2] here"),
-    (dict(model={"width": [8, 16]}), "model.width: 8 there, [8, 16] here"),  # an unswept setting becomes swept
+    ({"model": {"width": 16}}, "model.width: 8 there, 16 here"),  # an unswept setting
+    ({"optimizer": {"lr": [0.05, 0.3]}}, "optimizer.lr: [0.05, 0.1] there, [0.05, 0.3] here"),  # a value changed
+    ({"optimizer": {"lr": [0.05]}}, "optimizer.lr: [0.05, 0.1] there, [0.05] here"),  # a value removed
+    ({"seeds": [0, 2]}, "seeds: [0, 1] there, [0, 2] here"),
+    ({"model": {"width": [8, 16]}}, "model.width: 8 there, [8, 16] here"),  # an unswept setting becomes swept
 ])
 def test_any_other_change_is_refused_naming_the_key(tmp_path, change, key, no_compile):
-    store.Store.open(tmp_path, jaxgd.load_spec(make_spec(seeds=2, optimizer={"lr": [0.05, 0.1]})))
+    saved = make_spec(seeds=2, optimizer={"lr": [0.05, 0.1]})
+    store.Store.open(tmp_path, jaxgd.load_spec(saved))
     with pytest.raises(SpecError) as refused:
-        jaxgd.run(make_spec(make_spec(seeds=2, optimizer={"lr": [0.05, 0.1]}), **change), out=tmp_path, progress=False)
+        jaxgd.run(make_spec(saved, **change), out=tmp_path, progress=False)
     assert key in str(refused.value) and store.GROWTH in str(refused.value)
 
 

@@ -39,7 +39,8 @@ def run(spec, *, overrides=None, out=None, progress=True, compile_cache_dir=None
     On a host without accelerators the runs are shared over every core (one JAX device
     per core, `jaxgd.use_all_cores`), if JAX has not started before. With `out`, each
     chunk is saved there as it finishes; running the same sweep into the same folder
-    again runs only what is missing (a different sweep is refused with a SpecError); at
+    again runs only what is missing, and so does a sweep that grows it (more values on
+    its axes, more seeds; any other change is refused with a SpecError); at
     the end the tables, the resolved spec and (with `plots`) the figures of the spec's
     [plot] table are written there. Under `jax.distributed` each process runs its share
     of the sweep and `out` must be a folder every process sees. Parts of `out` computed

@@ -232,9 +232,8 @@ class Store:
                 if why:
                     foreign[name] = why
                     continue
-                if ok:  # a part of a smaller sweep that this one grows
-                    part = dataclasses.replace(part, run_ids=index().get_indexer(pd.MultiIndex.from_arrays(
-                        [part.points[key] for key in index().names])).astype(np.int64))
+                if ok:  # a part of a smaller sweep that this one grows: its runs found by their points
+                    part = dataclasses.replace(part, run_ids=run_ids_at(index(), part.points))
             if not (ok and part.run_ids.min() >= 0 and part.run_ids.max() < plan.n_runs):
                 damaged[name] = "its steps, metrics or runs do not fit this sweep"
                 continue
@@ -348,6 +347,11 @@ def run_index(plan: Plan) -> pd.MultiIndex:
     """The plan's runs by their points (run_points), levels named by key: position = run id."""
     points = run_points(plan, slice(None))
     return pd.MultiIndex.from_arrays(list(points.values()), names=list(points))
+
+
+def run_ids_at(index: pd.MultiIndex, points: dict[str, np.ndarray]) -> np.ndarray:
+    """The run ids of the runs at `points` in the plan of `index` (run_index); -1 where none."""
+    return index.get_indexer(pd.MultiIndex.from_arrays([points[key] for key in index.names])).astype(np.int64)
 
 
 def _fits(part: Part, plan: Plan) -> bool:
