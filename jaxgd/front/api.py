@@ -40,7 +40,8 @@ def run(spec, *, overrides=None, out=None, progress=True, compile_cache_dir=None
     On a host without accelerators the runs are shared over every core (one JAX device
     per core, `jaxgd.use_all_cores`), if JAX has not started before. With `out`, each
     chunk is saved there as it finishes; running the same sweep into the same folder
-    again runs only what is missing (a different sweep is refused with a SpecError); at
+    again runs only what is missing, and so does a sweep that grows it (more values on
+    its axes, more seeds; any other change is refused with a SpecError); at
     the end the tables, the resolved spec and (with `plots`) the figures of the spec's
     [plot] table are written there. Under `jax.distributed` each process runs its share
     of the sweep and `out` must be a folder every process sees. Parts of `out` computed
@@ -79,9 +80,9 @@ def run(spec, *, overrides=None, out=None, progress=True, compile_cache_dir=None
 
 
 def _run_into(out: Path, resolved, plan, progress, index, count, plots, recompute) -> Results:
-    store = Store.open(out, resolved)
     # the processes of one jax.distributed run cooperate: process 0 holds the lock for them
-    with store.lock() if index == 0 else contextlib.nullcontext():
+    with Store(out).lock() if index == 0 else contextlib.nullcontext():
+        store = Store.open(out, resolved)  # under the lock: growing a sweep rewrites the folder's spec
         return _run_locked(store, out, resolved, plan, progress, index, count, plots, recompute)
 
 

@@ -2,7 +2,9 @@
 part, so that a folder never mixes runs computed from different inputs.
 
     settings  the resolved spec, less what may change between attempts (specs.FREE_KEYS)
-              and the data's paths and arrays (the data hash stands for them)
+              and the data's paths and arrays (the data hash stands for them); parts of
+              a sweep that this one grows (`grown`: more values on axes, more seeds)
+              differ only in their lists, and count
     code      the jaxgd version and the source of the code that computes runs
               (jaxgd/science, jaxgd/sweep, jaxgd/engine)
     plugins   the source of the spec's plugin files and modules
@@ -11,6 +13,7 @@ part, so that a folder never mixes runs computed from different inputs.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import importlib.util
@@ -57,10 +60,36 @@ def _plugin_source(name: str) -> bytes:
 
 
 def settings_of(spec: specs.Spec) -> dict:
-    """The settings a part's values depend on, flat by dotted key (JSON values)."""
+    """The settings a part's values depend on, flat by dotted key (JSON values): the
+    vars by `vars.<name>`, and the zip groups, derived settings and design where given."""
     flat = {k: v for k, v in spec.settings.items() if k not in specs.FREE_KEYS and k not in NOT_SETTINGS}
     flat.update(seeds=list(spec.seeds), metrics=list(spec.metrics))
+    flat.update({specs.VAR_PREFIX + name: values for name, values in spec.vars.items()})
+    shape = {"zip": spec.zip, "derived": {d.key: d.text for d in spec.derived},
+             "design": spec.design and dataclasses.asdict(spec.design)}
+    flat.update({k: v for k, v in shape.items() if v})
     return json.loads(json.dumps(flat, default=list))
+
+
+def growable(spec: specs.Spec) -> list[tuple[str, ...]]:
+    """The keys in which a finished sweep may gain values to become `spec`, each group
+    gaining them together: the seeds, each zip group (a row of its lists at a time) and
+    every other axis of the grid, but not the axes a random design samples (more samples
+    are other points, not more of them)."""
+    sampled = {axis for axis, _, _ in spec.design.ranges} if spec.design else set()
+    zipped = {axis for group in spec.zip for axis in group}
+    return [("seeds",), *spec.zip, *((axis,) for axis in spec.axes if axis not in zipped | sampled)]
+
+
+def grown(old: dict, new: dict, groups: list[tuple[str, ...]]) -> set[str]:
+    """The keys of `groups` (`growable`) in which the flat settings `new` hold every value
+    of `old` (every row, for a zip group), in any order: the keys in which `new` grows `old`."""
+    keys = set()
+    for group in groups:
+        before, after = [old.get(k) for k in group], [new.get(k) for k in group]
+        if all(isinstance(v, list) for v in before + after) and set(zip(*before)) <= set(zip(*after)):
+            keys.update(group)
+    return keys
 
 
 def of(spec: specs.Spec) -> dict:
@@ -74,16 +103,20 @@ def of(spec: specs.Spec) -> dict:
     }
 
 
-def differences(old: dict, new: dict, old_settings: dict | None, new_settings: dict) -> list[str]:
+def differences(old: dict, new: dict, old_settings: dict | None, new_settings: dict,
+                groups: list[tuple[str, ...]]) -> list[str]:
     """What differs between the fingerprint `old` of some parts and `new` of this sweep:
-    settings by key (where the settings of `old` are known), then code, plugins, data."""
+    settings by key (where the settings of `old` are known) other than the keys in which
+    this sweep grows theirs (`grown` in `groups`), then code, plugins, data. An empty
+    list: the parts hold runs of this sweep."""
     found = []
     if old.get("settings") != new["settings"]:
+        growing = grown(old_settings or {}, new_settings, groups)
         if old_settings is None:
             found.append("their settings (not recorded) differ from this sweep's")
         for key in sorted(set(old_settings or {}) | set(new_settings)):
             a, b = (old_settings or {}).get(key), new_settings.get(key)
-            if old_settings is not None and a != b:
+            if old_settings is not None and a != b and key not in growing:
                 found.append(f"{key}: {a!r} there, {b!r} here")
     for part, why in WHAT_CHANGED.items():
         if old.get(part) != new[part]:

@@ -69,7 +69,8 @@ def submit(spec, out, tasks: int, *, overrides=None, parameters: dict | None = N
     if cluster not in CLUSTERS:
         raise ValueError(f"--slurm-cluster: got {cluster!r}; expected one of {', '.join(CLUSTERS)}")
     resolved = specs.load(spec, overrides)
-    store = Store.open(out, resolved)
+    with Store(out).lock():  # not while another sweep writes the folder: submitting may grow it
+        store = Store.open(out, resolved)
     executor = submitit.AutoExecutor(folder=store.out / "slurm" / "%j", cluster=cluster)
     executor.update_parameters(name=f"jaxgd-{resolved.name}", **(parameters or {}))
     out_dir = str(store.out.resolve())

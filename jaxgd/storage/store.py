@@ -1,7 +1,9 @@
 """Durable results: the `--out` folder of a sweep, written chunk by chunk.
 
     DIR/spec.toml                      the resolved spec, written before the first chunk
-    DIR/parts/r000000512-<hash>.npz    one finished chunk: run_ids, diverged_step, metrics (and parameters: save_params)
+    DIR/parts/r000000512-<hash>.npz    one finished chunk: run_ids, diverged_step, metrics, each run's
+                                       point (seed and axis values: its key, run_points) and, with
+                                       save_params, its parameters at those steps
     DIR/parts/manifest-<writer>.jsonl  one line per finished part: name, sha256, size, runs, fingerprint
     DIR/parts/settings-<hash>.json     the settings a fingerprint stands for (to name what differs)
     DIR/.jaxgd.lock                    the host and pid of the process writing the folder
@@ -15,6 +17,11 @@ Each process writes its own manifest, so processes and Slurm tasks never write t
 same file. A part names its runs itself, so a resumed sweep may be cut into chunks
 differently from the first attempt (halved chunks, another chunk size).
 
+A finished sweep may grow: more values on its axes, more seeds (fingerprint.grown).
+Run ids are positions in the grid, which growing changes, so a part also stores each
+run's point, its stable key; the parts of the smaller sweep are found in the bigger one
+by their points, and only the new runs are run.
+
 Nothing on disk is trusted: a manifest line that is not a well-formed entry naming a
 plain part name is reported and ignored, and a part whose fingerprint (storage.fingerprint:
 settings, code, plugins, data) is not this sweep's is refused, naming what differs,
@@ -24,6 +31,7 @@ unless the caller asks to recompute its runs.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import io
 import json
@@ -36,11 +44,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import tomli_w
 
 from jaxgd.engine.outputs import KeptParams, Outputs
 from jaxgd.errors import IncompleteError
-from jaxgd.storage import fingerprint
+from jaxgd.storage import fingerprint, results
 from jaxgd.storage.files import HOST, Lock, atomic_write_bytes, left_by_dead_process
 from jaxgd.sweep import spec as specs
 from jaxgd.sweep import plan as planning
@@ -75,12 +84,18 @@ def _flat(d: dict, prefix: str = "") -> dict:
     return out
 
 
+# What a finished sweep may become besides itself, said where another change is refused.
+GROWTH = "only more values on swept axes or more seeds can be added to a finished sweep"
+
+
 def spec_differences(old: specs.Spec, new: specs.Spec) -> list[str]:
-    """'key: old -> new' for every setting that changes the sweep's values."""
+    """'key: old -> new' for every setting that changes the sweep's values, other than
+    more values on an axis or more seeds (in which `new` grows `old`)."""
     a, b = _flat(old.to_dict()), _flat(new.to_dict())
+    growing = fingerprint.grown(a, b, fingerprint.growable(new))
     lines = []
     for key in sorted(set(a) | set(b)):
-        if key in specs.FREE_KEYS or a.get(key) == b.get(key):
+        if key in specs.FREE_KEYS or key in growing or a.get(key) == b.get(key):
             continue
         show = lambda v: "(unset)" if v is None else (repr(v) if len(repr(v)) < 60 else repr(v)[:57] + "...")
         lines.append(f"{key}: {show(a.get(key))} there, {show(b.get(key))} here")
@@ -92,11 +107,12 @@ class Part:
     """One saved chunk: its runs, their divergence steps and metrics (run, logged step)."""
 
     name: str
-    run_ids: np.ndarray
+    run_ids: np.ndarray  # in this sweep (a part of a smaller sweep this one grows: found by its points)
     diverged_step: np.ndarray
     history: dict[str, np.ndarray]
     steps: np.ndarray  # the logged steps
     params: dict[str, np.ndarray]  # layer -> (run, step of save_params, ...)
+    points: dict[str, np.ndarray]  # each run's key (run_points)
 
 
 @dataclasses.dataclass
@@ -134,9 +150,11 @@ class Store:
 
     @classmethod
     def open(cls, out, spec: specs.Spec) -> "Store":
-        """The folder for `spec`: created, or checked to hold the same sweep. Raises
-        SpecError if it holds another one (a change to any setting that changes values;
-        the name, plots, chunking and memory budget may change)."""
+        """The folder for `spec`: created, or checked to hold the same sweep or one that
+        `spec` grows (more values on its axes, more seeds: then the smaller sweep's tables
+        are removed). Raises SpecError if it holds another one (a change to any other
+        setting that changes values; the name, plots, chunking and memory budget may
+        change). A caller that may grow a folder holds its lock."""
         store = cls(out)
         old = store.saved_spec()
         if old is not None:
@@ -145,11 +163,15 @@ class Store:
                 raise specs.SpecError(
                     f"{store.out} already holds results of a different sweep ("
                     + "; ".join(diff)
-                    + f"). Refusing to mix them: use another --out, or delete {store.out} to start over"
+                    + f"); {GROWTH}. Refusing to mix them: use another --out, or delete {store.out} to start over"
                 )
         store.make_writable()
         if old is None or old.to_dict() != spec.to_dict():
             atomic_write_bytes(store.out / SPEC_FILE, tomli_w.dumps(spec.to_dict()).encode())
+        if old is not None and fingerprint.settings_of(old) != fingerprint.settings_of(spec):
+            # grown: the tables are the smaller sweep's (its parts stay), written again at the end
+            for name in (results.HISTORY_FILE, results.SUMMARY_FILE, results.STATS_FILE):
+                (store.out / name).unlink(missing_ok=True)
         record = store.parts / f"settings-{fingerprint.of(spec)['settings']}.json"
         if not record.is_file():
             atomic_write_bytes(record, json.dumps(fingerprint.settings_of(spec), indent=1).encode())
@@ -170,7 +192,7 @@ class Store:
 
     def writer(self, plan: planning.Plan) -> "PartWriter":
         """A callable `(run_ids, history, diverged_step)` that saves one finished chunk."""
-        return PartWriter(self, plan.logged_steps, fingerprint.of(plan.spec))
+        return PartWriter(self, plan)
 
     # -- reading --------------------------------------------------------------------
     def manifest(self) -> tuple[dict[str, list[dict]], list[str]]:
@@ -190,13 +212,12 @@ class Store:
         return entries, bad
 
     def scan(self, plan: planning.Plan) -> Scan:
-        """Every recorded part, checked against its manifest entry and the plan."""
-        steps = plan.logged_steps
-        metrics = set(plan.logged)
-        n_saved = len(plan.spec.settings["save_params"])
+        """Every recorded part, checked against its manifest entry and the plan; the runs
+        of a part of a smaller sweep that this one grows are found by their points."""
         parts, damaged, foreign = [], {}, {}
         finished = np.zeros(plan.n_runs, bool)
         mine = fingerprint.of(plan.spec)
+        index = functools.cache(lambda: run_index(plan))  # built only if some part needs it
         manifest, bad_lines = self.manifest()
         for name, entries in sorted(manifest.items()):
             path = self.parts / name
@@ -210,23 +231,19 @@ class Store:
                 continue
             try:
                 part = _read_part(name, data)
-                k = len(part.run_ids)
-                ok = (
-                    np.array_equal(part.steps, steps)
-                    and set(part.history) == metrics
-                    and part.diverged_step.shape == (k,)
-                    and all(v.shape == (k, len(steps)) for v in part.history.values())
-                    and bool(part.params) == bool(n_saved) and all(v.shape[:2] == (k, n_saved) for v in part.params.values())
-                    and k > 0 and part.run_ids.min() >= 0 and part.run_ids.max() < plan.n_runs
-                )
+                ok = _fits(part, plan)
             except Exception as err:  # noqa: BLE001 - any unreadable part is redone
                 damaged[name] = f"unreadable: {type(err).__name__}"
                 continue
             theirs = [e.get("fingerprint") for e in entries if e.get("sha256") == digest]
             if mine not in theirs:  # a part redone under its old name has both fingerprints
-                foreign[name] = self._differences(theirs[-1] if isinstance(theirs[-1], dict) else {}, plan.spec, mine)
-                continue
-            if not ok:
+                why = self._differences(theirs[-1] if isinstance(theirs[-1], dict) else {}, plan.spec, mine)
+                if why:
+                    foreign[name] = why
+                    continue
+                if ok:  # a part of a smaller sweep that this one grows: its runs found by their points
+                    part = dataclasses.replace(part, run_ids=run_ids_at(index(), part.points))
+            if not (ok and part.run_ids.min() >= 0 and part.run_ids.max() < plan.n_runs):
                 damaged[name] = "its steps, metrics or runs do not fit this sweep"
                 continue
             parts.append(part)
@@ -240,7 +257,7 @@ class Store:
             recorded = json.loads((self.parts / f"settings-{theirs.get('settings')}.json").read_text())
         except (OSError, ValueError):
             recorded = None
-        return fingerprint.differences(theirs, mine, recorded, fingerprint.settings_of(spec))
+        return fingerprint.differences(theirs, mine, recorded, fingerprint.settings_of(spec), fingerprint.growable(spec))
 
     def refuse_foreign(self, scan: Scan, recompute: bool = False) -> None:
         """SpecError naming what differs if some parts were computed from other inputs (a
@@ -256,7 +273,9 @@ class Store:
               f"or recompute=True), or use another --out")
 
     def lock(self) -> Lock:
-        """The folder's lock (a context manager): one independent sweep writes it at a time."""
+        """The folder's lock (a context manager): one independent sweep writes it at a time.
+        The folder is created (make_writable) if it is not there yet."""
+        self.make_writable()
         return Lock(self.out)
 
     def assemble(self, plan: planning.Plan, scan: Scan | None = None, *, missing_ok: bool = False) -> Outputs:
@@ -321,6 +340,47 @@ def report_damaged(scan: Scan, file=None) -> None:
         print(f"jaxgd: part {name} is damaged, {why}; its runs will be run again", file=file)
 
 
+def run_points(plan: planning.Plan, run_ids) -> dict[str, np.ndarray]:
+    """The point of each run: its seed and its value on each axis of the grid, by key. It
+    is a run's stable key: its run id is its position in the grid, which changes when the
+    sweep grows (more values on an axis, more seeds)."""
+    runs = plan.runs.iloc[run_ids]
+    columns = {"seed": "seed", **{axis: plan.spec.columns[axis] for axis in plan.spec.axes}}
+    return {key: _plain(runs[column].to_numpy()) for key, column in columns.items()}
+
+
+def _plain(values: np.ndarray) -> np.ndarray:
+    """Strings (a swept activation) as a NumPy string array: parts are read without pickle."""
+    return values.astype(str) if values.dtype == object else values
+
+
+def run_index(plan: planning.Plan) -> pd.MultiIndex:
+    """The plan's runs by their points (run_points), levels named by key: position = run id."""
+    points = run_points(plan, slice(None))
+    return pd.MultiIndex.from_arrays(list(points.values()), names=list(points))
+
+
+def run_ids_at(index: pd.MultiIndex, points: dict[str, np.ndarray]) -> np.ndarray:
+    """The run ids of the runs at `points` in the plan of `index` (run_index); -1 where none."""
+    return index.get_indexer(pd.MultiIndex.from_arrays([points[key] for key in index.names])).astype(np.int64)
+
+
+def _fits(part: Part, plan: planning.Plan) -> bool:
+    """Whether a part's arrays have this sweep's shapes: its logged steps and metrics,
+    one value a run of each, a point on each of its axes, the parameters save_params keeps."""
+    k, steps, n_saved = len(part.run_ids), plan.logged_steps, len(plan.spec.settings["save_params"])
+    return (
+        k > 0
+        and np.array_equal(part.steps, steps)
+        and set(part.history) == set(plan.logged)
+        and part.diverged_step.shape == (k,)
+        and all(v.shape == (k, len(steps)) for v in part.history.values())
+        and set(part.points) == {"seed", *plan.spec.axes}
+        and all(v.shape == (k,) for v in part.points.values())
+        and bool(part.params) == bool(n_saved) and all(v.shape[:2] == (k, n_saved) for v in part.params.values())
+    )
+
+
 def _read_part(name: str, data: bytes) -> Part:
     with np.load(io.BytesIO(data), allow_pickle=False) as z:
         return Part(
@@ -330,14 +390,15 @@ def _read_part(name: str, data: bytes) -> Part:
             history={k[len("metric:"):]: z[k] for k in z.files if k.startswith("metric:")},
             steps=z["steps"],
             params={k[len("param:"):]: z[k] for k in z.files if k.startswith("param:")},
+            points={k[len("point:"):]: z[k] for k in z.files if k.startswith("point:")},
         )
 
 
 class PartWriter:
     """Writes one process's parts and its own manifest."""
 
-    def __init__(self, store: Store, steps: np.ndarray, fingerprint: dict):
-        self.store, self.steps, self.fingerprint = store, steps, fingerprint
+    def __init__(self, store: Store, plan: planning.Plan):
+        self.store, self.plan, self.fingerprint = store, plan, fingerprint.of(plan.spec)
         self.writer = f"{HOST}-{os.getpid()}-{secrets.token_hex(3)}"
         self.manifest = store.parts / f"manifest-{self.writer}.jsonl"
         self.last = time.perf_counter()
@@ -345,12 +406,15 @@ class PartWriter:
     def __call__(self, run_ids: np.ndarray, history: dict[str, np.ndarray], diverged_step: np.ndarray,
                  params: dict[str, np.ndarray]) -> str:
         run_ids = np.asarray(run_ids, np.int64)
-        tag = hashlib.sha256(run_ids.tobytes()).hexdigest()[:10]
+        points = run_points(self.plan, run_ids)
+        # named by its runs' points, not their ids: a grown sweep's new runs take ids of old ones
+        tag = hashlib.sha256(b"".join(k.encode() + v.tobytes() for k, v in sorted(points.items()))).hexdigest()[:10]
         name = f"r{int(run_ids[0]):09d}-n{len(run_ids)}-{tag}.npz"
         buffer = io.BytesIO()
-        arrays = {f"metric:{k}": v for k, v in history.items()} | {f"param:{k}": v for k, v in params.items()}
+        arrays = ({f"metric:{k}": v for k, v in history.items()} | {f"point:{k}": v for k, v in points.items()}
+                  | {f"param:{k}": v for k, v in params.items()})
         np.savez(buffer, run_ids=run_ids, diverged_step=np.asarray(diverged_step, np.int64),
-                 steps=self.steps, **arrays)
+                 steps=self.plan.logged_steps, **arrays)
         data = buffer.getvalue()
         atomic_write_bytes(self.store.parts / name, data)
         now = time.perf_counter()
