@@ -99,7 +99,7 @@ FRAMEWORK: tuple[Setting, ...] = (
     _choice("optimizer.sampling", "replacement", optim.SAMPLINGS, "`sgd`: `replacement` (each batch drawn anew) or `epochs` (a fresh permutation each epoch, the remainder dropped)"),
     _chooses("loss.name", "loss", "mse", "training loss (see Components)"),
     _steps_list("measure.ntk_steps", "logged steps at which `ntk_min_eig` is computed (empty: every logged step; NaN at the others)"),
-    Setting("measure.escape_metric", str, "", "a metric: the summary gets `escape_step`, the first logged step at which it falls below the threshold (<NA> if never)",
+    Setting("measure.escape_metric", str, "", "a metric: the summary gets `escape_step`, the first logged step at which it falls below the threshold (<NA> if never), and every metric at that step, `<metric>_at_escape` (NaN if never)",
             sweepable=False, names_a="metric"),
     Setting("measure.escape_threshold", float, 0.5, "the threshold of `escape_step`", sweepable=False),
     Setting("measure.escape_relative", bool, True, "the threshold is a fraction of the metric's value at step 0", sweepable=False),
@@ -888,7 +888,8 @@ def _resolve_plot(raw, settings, spec_columns, metric_names) -> dict[str, list[d
     by_column = {**{c: c for c in spec_columns.values()}, **spec_columns, "seed": "seed"}
     summary_columns = ["diverged", "diverged_step"] + [
         f"{s}_{m}" for m in metric_names for s in ("final", "min", "max")
-    ] + [f"{m}_at_{t}" for m in metric_names for t in summary_steps] + ["escape_step"] + (
+    ] + [f"{m}_at_{t}" for m in metric_names for t in summary_steps] + (
+        ["escape_step"] + [f"{m}_at_escape" for m in metric_names] if settings["measure.escape_metric"] else []) + (
         ["stopped_step"] if settings["engine.stop_when"] else [])
 
     def entries(kind, allowed):
