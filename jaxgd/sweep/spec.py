@@ -877,6 +877,13 @@ class Spec:
         return out
 
 
+def _is_theory(value) -> bool:
+    """An expression, a number or a table {expr, label} of strings (a theory line)."""
+    if isinstance(value, dict):
+        return set(value) == {"expr", "label"} and all(isinstance(v, str) for v in value.values())
+    return isinstance(value, (str, int, float)) and not isinstance(value, bool)
+
+
 def _resolve_plot(raw, settings, spec_columns, metric_names) -> dict[str, list[dict]]:
     summary_steps = settings["summary_steps"]
     raw = raw or {}
@@ -925,17 +932,20 @@ def _resolve_plot(raw, settings, spec_columns, metric_names) -> dict[str, list[d
         entry["select"] = {axis(kind, "select", k): v for k, v in chosen.items()} or None
 
     def check_theory(kind, key, entry, columns):
-        """Theory lines: expressions (or numbers) over the figure's columns."""
+        """Theory lines: expressions (or numbers) over the figure's columns, each alone or
+        as a table {expr, label}."""
         texts = entry[key] or []
-        texts = [texts] if isinstance(texts, (str, int, float)) and not isinstance(texts, bool) else texts
-        if not isinstance(texts, list) or not all(isinstance(t, (str, int, float)) and not isinstance(t, bool) for t in texts):
-            raise SpecError(f"plot.{kind}.{key}: got {entry[key]!r}; expected a list of expressions, e.g. [\"2 / lr\"]")
-        for text in map(str, texts):
+        texts = [texts] if _is_theory(texts) else texts
+        if not isinstance(texts, list) or not all(map(_is_theory, texts)):
+            raise SpecError(f"plot.{kind}.{key}: got {entry[key]!r}; expected a list of expressions, e.g. [\"2 / lr\"] "
+                            f"or [{{expr = \"2 / lr\", label = \"edge of stability\"}}]")
+        texts = [t if isinstance(t, dict) else str(t) for t in texts]
+        for text, _ in map(expressions.expression_and_label, texts):
             unknown = expressions.names(expressions.parse(text, f"plot.{kind}.{key}")) - set(columns)
             if unknown:
                 raise SpecError(f"plot.{kind}.{key}: {text!r} reads {', '.join(sorted(unknown))}; an expression may read "
                                 f"{', '.join(columns)}")
-        entry[key] = [str(t) for t in texts] or None
+        entry[key] = texts or None
 
     def check_lines(kind, entry):
         """select, hue and logy of curves and lines."""
