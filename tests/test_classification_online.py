@@ -50,8 +50,9 @@ def test_sparse_parity_is_learned_in_a_low_rotation_regime():
 
 def test_online_phase_retrieval_plateau_and_escape():
     """Paper 5: online SGD on phase retrieval starts on the plateau 1 + 1/p, stays there a
-    while, then escapes; the median escape step grows with d."""
-    spec = make_spec(seeds=6, steps=3000, log_every=20, metrics=["committee_risk"],
+    while, then escapes; the median escape step grows with d. The summary reads the
+    escape on every metric's clock too: online_time_at_escape = escape_step lr / (p d)."""
+    spec = make_spec(seeds=6, steps=3000, log_every=20, metrics=["committee_risk", "online_time"],
                      data={"name": "single_index", "d": [32, 64, 128], "link": "square", "n": 1, "n_test": 1},
                      model={"width": 2, "activation": "square", "scaling": "mean_field", "a_init": "constant",
                             "train_a": False, "input_scaling": "sqrt_d", "constraint": "spherical"},
@@ -63,6 +64,10 @@ def test_online_phase_retrieval_plateau_and_escape():
     assert np.allclose(start, 1 + 1 / 2, rtol=0.02), start
     escape = summary.groupby("d").escape_step.median()
     assert escape[32] < escape[64] < escape[128]
+    escaped = summary[summary.escape_step.notna()]
+    np.testing.assert_allclose(escaped.online_time_at_escape, escaped.escape_step.astype(float) * 0.2 / (2 * escaped.d),
+                               rtol=1e-6)
+    assert summary[summary.escape_step.isna()].online_time_at_escape.isna().all()
     early = history[history.step == 60].groupby("d").committee_risk.median()  # still on the plateau
     assert (early > 0.9 * 1.5).all(), early
     assert (summary.final_committee_risk < 0.1).mean() >= 0.5

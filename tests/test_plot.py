@@ -83,6 +83,21 @@ def test_lines_of_summary_columns_against_a_setting():
         plot.lines(table, "width", ["nope"])
 
 
+def test_lines_draw_an_overlay_that_reads_the_hue_once_per_value_in_its_colour_under_its_label():
+    law = {"expr": "0.1 * width / lr", "label": "a law"}
+    fig = plot.lines(summary_table(), "width", ["final_train_loss"], hue="lr", overlay=[law])
+    lines = fig.axes[0].get_lines()
+    measured = [line for line in lines if line.get_linestyle() == "-"]
+    theory = [line for line in lines if line.get_linestyle() == "--"]
+    assert len(measured) == len(theory) == 4  # one law per step size
+    for lr, data_line, law_line in zip((0.001, 0.01, 0.1, 1.0), measured, theory):
+        np.testing.assert_allclose(law_line.get_xdata(), [8, 16, 32, 64])
+        np.testing.assert_allclose(law_line.get_ydata(), [0.1 * w / lr for w in (8, 16, 32, 64)])
+        assert law_line.get_color() == data_line.get_color()
+    legend = [text.get_text() for text in fig.axes[0].get_legend().get_texts()]
+    assert legend.count("a law") == 1  # labelled once, by its label rather than its expression
+
+
 def test_unevenly_spaced_numbers_are_drawn_as_categories():
     table = pd.DataFrame(dict(kappa=[0.0, 0.1, 1.0, 10.0] * 2, width=[4] * 4 + [8] * 4,
                               diverged=False, final_train_loss=np.arange(1.0, 9.0)))
@@ -176,6 +191,8 @@ def test_theory_lines_are_drawn_where_their_expressions_put_them():
     ({"phase_diagram": {"x": "width", "y": "lr", "value": "final_train_loss", "overlay": ["2 / sharpness"]}}, "reads sharpness"),
     ({"curves": {"metric": "train_loss", "reference": ["import os"]}}, "plot.curves.reference"),
     ({"curves": {"metric": "train_loss", "reference": [True]}}, "a list of expressions"),
+    ({"curves": {"metric": "train_loss", "reference": [{"expr": "2 / lr"}]}}, "a list of expressions"),  # no label
+    ({"lines": {"x": "width", "y": "final_train_loss", "overlay": [{"expr": "2 / nope", "label": "x"}]}}, "reads nope"),
 ])
 def test_bad_theory_lines_are_refused_before_running(no_compile, entry, message):
     with pytest.raises(jaxgd.SpecError, match=message):

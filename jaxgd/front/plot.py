@@ -233,7 +233,8 @@ def lines(summary: pd.DataFrame, x: str, y: list[str], hue: str | None = None, r
     """Summary columns `y` against the swept setting `x`, reduced over seeds (and any
     other swept setting) with `reduce`, with their interquartile range as a band: one
     line style per column, one colour per value of `hue`. Log-spaced x values get a log
-    axis. `overlay`: theory curves y = expr(x) (see `theory_lines`)."""
+    axis. `overlay`: theory curves y = expr(x) (see `theory_lines`); one that reads the
+    hue is drawn for each value of it, in its colour."""
     y = [y] if isinstance(y, str) else list(y)
     _check_columns(summary, x=x, hue=hue, **{f"y[{i}]": c for i, c in enumerate(y)})
     _check_reduce(reduce)
@@ -243,6 +244,7 @@ def lines(summary: pd.DataFrame, x: str, y: list[str], hue: str | None = None, r
     groups = list(table.groupby(hue)) if hue else [(None, table)]
     cmap = matplotlib.colormaps["viridis"] if len(groups) > 2 else matplotlib.colormaps["tab10"]
     styles = ["-", "--", ":", "-."]
+    per_hue = hue is not None and any(hue in _names(text) for text in overlay)
     for i, (value, rows) in enumerate(groups):
         color = cmap(i / max(len(groups) - 1, 1)) if len(groups) > 2 else cmap(i)
         for j, column in enumerate(y):
@@ -250,11 +252,14 @@ def lines(summary: pd.DataFrame, x: str, y: list[str], hue: str | None = None, r
             label = column + ("" if hue is None else f", {hue} = {value}")
             _line_and_band(ax, list(by_x.groups), by_x, reduce, linestyle=styles[j % len(styles)], marker="o", ms=3,
                            color=color, label=label)
+        if per_hue:
+            theory_lines(ax, overlay, rows, x, color=color, labelled=i == 0)
     if _is_numeric(table[x].unique()) and is_log_spaced(table[x].unique()):
         ax.set_xscale("log")
     if logy:
         ax.set_yscale("log")
-    theory_lines(ax, overlay, table, x)
+    if not per_hue:
+        theory_lines(ax, overlay, table, x)
     ax.set_xlabel(x)
     ax.set_ylabel(f"{reduce} over seeds (band: interquartile range)")
     ax.legend(fontsize="small")
@@ -262,8 +267,8 @@ def lines(summary: pd.DataFrame, x: str, y: list[str], hue: str | None = None, r
     return fig
 
 
-def _names(text: str) -> set[str]:
-    return expressions.names(expressions.parse(text, "overlay"))
+def _names(theory) -> set[str]:
+    return expressions.names(expressions.parse(expressions.expression_and_label(theory)[0], "overlay"))
 
 
 def theory_lines(ax, texts, table: pd.DataFrame, x: str, *, by: str | None = None, color="black",
@@ -272,17 +277,18 @@ def theory_lines(ax, texts, table: pd.DataFrame, x: str, *, by: str | None = Non
     expr(x) over the groups of `table` by `by` (default: x itself): `x` and every name
     read are the median of that column over the rows of each group (seeds and settings
     not on the axis); a number is a horizontal line. Lines are labelled by their
-    expression. Returns the lines drawn."""
+    expression, or by the label of a table {expr, label}. Returns the lines drawn."""
     grouped = table.groupby(by or x)
     xs = grouped[x].median().to_numpy(dtype=float)
     drawn = []
-    for i, text in enumerate(texts):
+    for i, theory in enumerate(texts):
+        text, label = expressions.expression_and_label(theory)
         tree = expressions.parse(text, "overlay")
         values = {name: grouped[name].median().to_numpy(dtype=float) for name in expressions.names(tree)}
         with np.errstate(divide="ignore", invalid="ignore"):  # e.g. 1 / (lr * step) at step 0: not drawn
             y = np.broadcast_to(np.asarray(expressions.evaluate(tree, {**values, x: xs}), dtype=float), xs.shape)
         drawn += ax.plot(xs, y, linestyle=THEORY_STYLES[i % len(THEORY_STYLES)], color=color, linewidth=1.5,
-                         label=text if labelled else None)
+                         label=label if labelled else None)
     return drawn
 
 

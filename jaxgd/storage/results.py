@@ -62,7 +62,10 @@ def summary_table(plan: Plan, outputs: Outputs) -> pd.DataFrame:
                 table[f"{name}_at_{step}"] = values[:, np.searchsorted(outputs.steps, step)]
     if plan.spec.escape:
         metric, threshold, relative = plan.spec.escape
-        table["escape_step"] = escape_steps(outputs.steps, outputs.history[metric], threshold=threshold, relative=relative)
+        below = under_threshold(outputs.history[metric], threshold=threshold, relative=relative)
+        table["escape_step"] = first_step(outputs.steps, below)
+        for name in plan.spec.metrics:  # the escape read on any logged clock, e.g. online_time_at_escape
+            table[f"{name}_at_escape"] = at_first(outputs.history[name], below)
     if plan.spec.settings["engine.stop_when"]:
         metric, symbol, threshold = expressions.criterion(plan.spec.settings["engine.stop_when"], "engine.stop_when")
         # The engine freezes a run at the first logged step meeting it and repeats that step's values.
@@ -70,12 +73,10 @@ def summary_table(plan: Plan, outputs: Outputs) -> pd.DataFrame:
     return table
 
 
-def escape_steps(steps, values, *, threshold: float, relative: bool) -> pd.array:
-    """First logged step at which `values` (runs x logged steps) fall below the threshold
-    (times their value at step 0 where relative); <NA> if they never do."""
-    if relative:
-        threshold = threshold * values[:, :1]
-    return first_step(steps, values < threshold)
+def under_threshold(values, *, threshold: float, relative: bool) -> np.ndarray:
+    """Where `values` (runs x logged steps) lie below the threshold (times their value at
+    step 0 where relative)."""
+    return values < (threshold * values[:, :1] if relative else threshold)
 
 
 def first_step(steps, where) -> pd.array:
@@ -83,6 +84,12 @@ def first_step(steps, where) -> pd.array:
     first = pd.array(steps[where.argmax(axis=1)], dtype="Int64")
     first[~where.any(axis=1)] = pd.NA
     return first
+
+
+def at_first(values, where) -> np.ndarray:
+    """`values` (runs x logged steps) at the first logged step at which `where` holds; NaN if never."""
+    chosen = np.take_along_axis(values, where.argmax(axis=1)[:, None], axis=1)[:, 0]
+    return np.where(where.any(axis=1), chosen, np.nan)
 
 
 @dataclasses.dataclass

@@ -85,6 +85,12 @@ def evaluate(tree: ast.expr, values: dict, xp=np):
     return getattr(xp, tree.func.id)(args[0])
 
 
+def expression_and_label(theory) -> tuple[str, str]:
+    """A theory line of a [plot] table: an expression (or number), its own label, or
+    {expr, label} (a long expression reads better in a legend by a name)."""
+    return (theory["expr"], theory["label"]) if isinstance(theory, dict) else (str(theory), str(theory))
+
+
 def criterion(text: str, where: str) -> tuple[str, str, float]:
     """`"train_loss < 1e-8"` -> ("train_loss", "<", 1e-8): a name, a comparison, a number."""
     fail = SpecError(f"{where}: got {text!r}; expected NAME OP NUMBER with OP one of "

@@ -99,7 +99,7 @@ FRAMEWORK: tuple[Setting, ...] = (
     _choice("optimizer.sampling", "replacement", optim.SAMPLINGS, "`sgd`: `replacement` (each batch drawn anew) or `epochs` (a fresh permutation each epoch, the remainder dropped)"),
     _chooses("loss.name", "loss", "mse", "training loss (see Components)"),
     _steps_list("measure.ntk_steps", "logged steps at which `ntk_min_eig` is computed (empty: every logged step; NaN at the others)"),
-    Setting("measure.escape_metric", str, "", "a metric: the summary gets `escape_step`, the first logged step at which it falls below the threshold (<NA> if never)",
+    Setting("measure.escape_metric", str, "", "a metric: the summary gets `escape_step`, the first logged step at which it falls below the threshold (<NA> if never), and every metric at that step, `<metric>_at_escape` (NaN if never)",
             sweepable=False, names_a="metric"),
     Setting("measure.escape_threshold", float, 0.5, "the threshold of `escape_step`", sweepable=False),
     Setting("measure.escape_relative", bool, True, "the threshold is a fraction of the metric's value at step 0", sweepable=False),
@@ -889,6 +889,13 @@ class Spec:
         return out
 
 
+def _is_theory(value) -> bool:
+    """An expression, a number or a table {expr, label} of strings (a theory line)."""
+    if isinstance(value, dict):
+        return set(value) == {"expr", "label"} and all(isinstance(v, str) for v in value.values())
+    return isinstance(value, (str, int, float)) and not isinstance(value, bool)
+
+
 def _resolve_plot(raw, settings, spec_columns, metric_names) -> dict[str, list[dict]]:
     summary_steps = settings["summary_steps"]
     raw = raw or {}
@@ -900,7 +907,8 @@ def _resolve_plot(raw, settings, spec_columns, metric_names) -> dict[str, list[d
     by_column = {**{c: c for c in spec_columns.values()}, **spec_columns, "seed": "seed"}
     summary_columns = ["diverged", "diverged_step"] + [
         f"{s}_{m}" for m in metric_names for s in ("final", "min", "max")
-    ] + [f"{m}_at_{t}" for m in metric_names for t in summary_steps] + ["escape_step"] + (
+    ] + [f"{m}_at_{t}" for m in metric_names for t in summary_steps] + (
+        ["escape_step"] + [f"{m}_at_escape" for m in metric_names] if settings["measure.escape_metric"] else []) + (
         ["stopped_step"] if settings["engine.stop_when"] else [])
 
     def entries(kind, allowed):
@@ -936,17 +944,20 @@ def _resolve_plot(raw, settings, spec_columns, metric_names) -> dict[str, list[d
         entry["select"] = {axis(kind, "select", k): v for k, v in chosen.items()} or None
 
     def check_theory(kind, key, entry, columns):
-        """Theory lines: expressions (or numbers) over the figure's columns."""
+        """Theory lines: expressions (or numbers) over the figure's columns, each alone or
+        as a table {expr, label}."""
         texts = entry[key] or []
-        texts = [texts] if isinstance(texts, (str, int, float)) and not isinstance(texts, bool) else texts
-        if not isinstance(texts, list) or not all(isinstance(t, (str, int, float)) and not isinstance(t, bool) for t in texts):
-            raise SpecError(f"plot.{kind}.{key}: got {entry[key]!r}; expected a list of expressions, e.g. [\"2 / lr\"]")
-        for text in map(str, texts):
+        texts = [texts] if _is_theory(texts) else texts
+        if not isinstance(texts, list) or not all(map(_is_theory, texts)):
+            raise SpecError(f"plot.{kind}.{key}: got {entry[key]!r}; expected a list of expressions, e.g. [\"2 / lr\"] "
+                            f"or [{{expr = \"2 / lr\", label = \"edge of stability\"}}]")
+        texts = [t if isinstance(t, dict) else str(t) for t in texts]
+        for text, _ in map(expressions.expression_and_label, texts):
             unknown = expressions.names(expressions.parse(text, f"plot.{kind}.{key}")) - set(columns)
             if unknown:
                 raise SpecError(f"plot.{kind}.{key}: {text!r} reads {', '.join(sorted(unknown))}; an expression may read "
                                 f"{', '.join(columns)}")
-        entry[key] = [str(t) for t in texts] or None
+        entry[key] = texts or None
 
     def check_lines(kind, entry):
         """select, hue and logy of curves and lines."""
