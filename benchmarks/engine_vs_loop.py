@@ -106,11 +106,11 @@ def compile_loop(spec: dict) -> tuple[Callable[[], Timing], float]:
             outputs = jax.device_get([compiled(*one_run(group, i)) for i in range(n_runs)])
             seconds = time.perf_counter() - start
         train_loss = np.empty((n_runs, len(outputs[0][0]["train_loss"])), np.float64)
-        train_loss[group.run_ids] = [history["train_loss"] for history, _ in outputs]
+        train_loss[group.run_ids] = [history["train_loss"] for history, *_ in outputs]
         return Timing(
             run_steps_per_s=n_runs * spec["steps"] / seconds,
             train_loss=train_loss,
-            diverged=sum(int(diverged_step >= 0) for _, diverged_step in outputs),
+            diverged=sum(int(diverged_step >= 0) for _, diverged_step, *_ in outputs),
         )
 
     return run_loop, compile_s
