@@ -62,3 +62,17 @@ def test_host_chunks_are_cache_sized_and_fixed():
     plan = planning.make(specs.load(spec))
     per_run = planning.bytes_per_run(plan.groups[0].static)
     assert per_run * plan.groups[0].chunk_size <= planning.CPU_BUDGET_CAP < per_run * (plan.groups[0].chunk_size + 1)
+
+
+def test_a_program_calling_lapack_runs_on_one_of_several_host_devices(tmp_path):
+    """ntk_min_eig calls LAPACK (eigvalsh): on two CPU devices at once such a program
+    never finished (two_rates.toml hung); its group runs on the first device alone,
+    with the one-device numbers."""
+    spec = sweep() | {"metrics": ["train_loss", "ntk_min_eig"]}
+    reference = jaxgd.run(spec, progress=False)
+    out = tmp_path / "two"
+    done = jaxgd_cli("run", write_spec(tmp_path / "s.toml", spec), "--out", out,
+                     env=child_env(XLA_FLAGS="--xla_force_host_platform_device_count=2"), timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads((out / "stats.json").read_text())["devices"] == 2
+    assert_same_results(out, reference)

@@ -43,12 +43,12 @@ def test_out_of_memory_halves_the_chunk_and_reports_it(tmp_path, monkeypatch, ca
     compile_group = engine.compile_group
 
     def small_device(group, size=None, mesh=None, draw_length=None):
-        compiled, seconds = compile_group(group, size, mesh, draw_length)
+        (compiled, mesh), seconds = compile_group(group, size, mesh, draw_length)
         if (size or group.chunk_size) > 3:
             def out_of_memory(*args):
                 raise jax.errors.JaxRuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate 1.0 GiB")
-            return out_of_memory, seconds
-        return compiled, seconds
+            return (out_of_memory, mesh), seconds
+        return (compiled, mesh), seconds
 
     spec = sweep()
     reference = jaxgd.run(spec, progress=False)
@@ -69,7 +69,7 @@ def test_errors_other_than_out_of_memory_are_raised(monkeypatch):
     def broken(group, size=None, mesh=None, draw_length=None):
         def fail(*args):
             raise jax.errors.JaxRuntimeError("INTERNAL: something else")
-        return fail, 0.0
+        return (fail, mesh or engine.local_mesh()), 0.0
 
     monkeypatch.setattr(engine, "compile_group", broken)
     with pytest.raises(jax.errors.JaxRuntimeError, match="INTERNAL"):

@@ -73,19 +73,30 @@ def compile_group(group: Group, size: int | None = None, mesh: Mesh | None = Non
     is split over the mesh (a Pallas call is not partitioned by jit: one per device) and
     each device trains its runs by the group's strategy, from their rng.Drawn of
     `draw_length` values (default: what the group takes, rounded up: draw_lengths).
-    Returns it and the seconds it took."""
-    mesh = mesh or local_mesh()
-    runs = NamedSharding(mesh, P("runs"))
-    n = (size or group.chunk_size) * mesh.size
-    shape = lambda *shape, dtype: jax.ShapeDtypeStruct((n, *shape), dtype, sharding=runs)
+    Returns (it, the mesh it runs on) and the seconds it took.
+
+    On a host of several devices, a program that calls LAPACK (eigenvalues, SVD: the
+    metric ntk_min_eig, the derived quantity ntk0) runs on the first device alone: run on
+    two CPU devices at once, such programs never finished (jax 0.10.2: two_rates.toml hung
+    from the command line). A chunk is the same on any number of devices, so are its bits."""
+    mesh, size, draw_length = mesh or local_mesh(), size or group.chunk_size, draw_length or draw_lengths([group])[0]
     start = time.perf_counter()
+    lowered = lower_group(group, size, mesh, draw_length)
+    if mesh.size > 1 and planning.on_host() and "lapack_" in lowered.as_text():
+        mesh = Mesh(mesh.devices[:1], mesh.axis_names)
+        lowered = lower_group(group, size, mesh, draw_length)
+    return (lowered.compile(), mesh), time.perf_counter() - start
+
+
+def lower_group(group: Group, size: int, mesh: Mesh, draw_length: int):
+    """The group's program for `size` runs on each device of `mesh`, lowered."""
+    runs = NamedSharding(mesh, P("runs"))
+    shape = lambda *shape, dtype: jax.ShapeDtypeStruct((size * mesh.size, *shape), dtype, sharding=runs)
     per_device = STRATEGIES[group.strategy](group.static)
     # Runs never talk to each other: no collectives, so no replication checks to make.
     program = jax.jit(jax.shard_map(per_device, mesh=mesh, in_specs=P("runs"), out_specs=P("runs"), check_vma=False))
-    drawn = rng.Drawn(keys=shape(3, 2, dtype=np.uint32),
-                      values=shape(draw_length or draw_lengths([group])[0], dtype=np.float32))
-    compiled = program.lower({k: shape(dtype=v.dtype) for k, v in group.hyper.items()}, drawn).compile()
-    return compiled, time.perf_counter() - start
+    drawn = rng.Drawn(keys=shape(3, 2, dtype=np.uint32), values=shape(draw_length, dtype=np.float32))
+    return program.lower({k: shape(dtype=v.dtype) for k, v in group.hyper.items()}, drawn)
 
 
 def draw_lengths(groups: list[Group]) -> list[int]:
@@ -177,7 +188,6 @@ def execute(plan: Plan, progress: bool = True, *, todo: np.ndarray | None = None
     params, params_bytes = KeptParams(), 0
     todo = np.ones(plan.n_runs, bool) if todo is None else todo
     mesh = local_mesh()
-    runs = NamedSharding(mesh, P("runs"))
     n_todo = int(sum(todo[g.run_ids].sum() for g in plan.groups))
     groups = [g for g in plan.groups if todo[g.run_ids].any()]
     planning.refuse_runs_too_large(groups)
@@ -213,15 +223,16 @@ def execute(plan: Plan, progress: bool = True, *, todo: np.ndarray | None = None
                 with numerics(group.static):
                     if length not in draw_programs:
                         draw_programs[length] = wait(draws_ahead[length])
-                    compiled, programs = wait(future), programs + 1
+                    (compiled, group_mesh), programs = wait(future), programs + 1
                     while len(positions):
                         try:
                             if compiled is None:
-                                compiled, seconds = compile_group(group, size, mesh, length)
+                                (compiled, group_mesh), seconds = compile_group(group, size, mesh, length)
                                 compile_s, waited_s, programs = compile_s + seconds, waited_s + seconds, programs + 1
-                            padded, real = next_call(positions, size, mesh.size)
+                            padded, real = next_call(positions, size, group_mesh.size)
                             drawn = draw(draw_programs[length], group.seeds[padded])
-                            inputs = jax.device_put(({k: v[padded] for k, v in group.hyper.items()}, drawn), runs)
+                            inputs = jax.device_put(({k: v[padded] for k, v in group.hyper.items()}, drawn),
+                                                    NamedSharding(group_mesh, P("runs")))
                             chunk_history, chunk_diverged, chunk_params = jax.device_get(compiled(*inputs))
                         except jax.errors.JaxRuntimeError as error:
                             if not is_out_of_memory(error):
