@@ -27,10 +27,6 @@ class KeptParams:
                 return {layer: values[rows[0]] for layer, values in layers.items()}
         return None
 
-    @property
-    def nbytes(self) -> int:
-        return sum(values.nbytes for _, layers in self.blocks for values in layers.values())
-
 
 @dataclasses.dataclass
 class Outputs:

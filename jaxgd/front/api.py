@@ -17,7 +17,7 @@ from jaxgd.engine import dispatch as engine
 from jaxgd.front import plot
 from jaxgd.storage import distributed, files, shares
 from jaxgd.storage.results import Results
-from jaxgd.storage.store import Store, load_saved, report_damaged
+from jaxgd.storage.store import Store, load_saved, report_damaged, saved_params
 from jaxgd.sweep import plan as planning
 from jaxgd.sweep import preflight
 from jaxgd.sweep import spec as specs
@@ -175,13 +175,10 @@ def materialize(spec, run_id: int, *, step: int | str = 0, overrides=None) -> di
 def _params_at(folder, plan, group, position, step) -> dict:
     """The parameters of the run at `position` in `group` after `step` updates: from the
     folder's parts where it kept them, else trained again alone up to there."""
-    run_id, kept_steps = int(group.run_ids[position]), plan.spec.settings["save_params"]
-    if folder is not None and step in kept_steps:
-        store = Store(folder)
-        scan = store.scan(plan)
-        if scan.finished[run_id]:
-            layers = store.assemble(plan, scan, missing_ok=True).params.of(run_id)
-            return {layer: values[kept_steps.index(step)] for layer, values in layers.items()}
+    kept_steps = plan.spec.settings["save_params"]
+    layers = saved_params(folder).of(int(group.run_ids[position])) if folder and step in kept_steps else None
+    if layers is not None:  # kept by a finished run
+        return {layer: values[kept_steps.index(step)] for layer, values in layers.items()}
     static = planning.Static(tuple(sorted({**dict(group.static.items), "save_params": (int(step),)}.items())))
     hyper = {k: v[position] for k, v in group.hyper.items()}
     _, _, saved = jax.jit(partial(loop.train_run, static))(hyper, group.seeds[position])

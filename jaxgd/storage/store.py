@@ -191,7 +191,7 @@ class Store:
                                   "give --out (out=) a folder you can write to") from err
 
     def writer(self, plan: planning.Plan) -> "PartWriter":
-        """A callable `(run_ids, history, diverged_step)` that saves one finished chunk."""
+        """A callable `(run_ids, history, diverged_step, params)` that saves one finished chunk."""
         return PartWriter(self, plan)
 
     # -- reading --------------------------------------------------------------------
