@@ -18,7 +18,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 from tqdm.auto import tqdm
 
-from jaxgd.engine import compile_cache, fused
+from jaxgd.engine import compile_cache
 from jaxgd.engine.loop import setup, train_run, values_taken
 from jaxgd.engine.outputs import KeptParams, Outputs
 from jaxgd.errors import SizeError
@@ -30,6 +30,7 @@ from jaxgd.sweep.plan import Config, Group, Plan, Static, cut
 def train_runs_fused(static: Static, hyper: dict, drawn: rng.Drawn):
     """The runs of `jax.vmap(train_run)`, from the same `setup`, trained by the fused
     Pallas kernel instead (`engine.kernel = "fused"`, see jaxgd/engine/fused.py)."""
+    from jaxgd.engine import fused  # Pallas: imported for the sweeps that ask for it
 
     runs = jax.vmap(lambda h, one: setup(Config(static, h), one))(hyper, drawn)
     return *fused.train(static, hyper, runs.data, runs.params), {}  # save_params is refused with it

@@ -14,7 +14,6 @@ import numpy as np
 
 from jaxgd.engine import compile_cache, host, loop
 from jaxgd.engine import dispatch as engine
-from jaxgd.front import plot
 from jaxgd.storage import distributed, files, shares
 from jaxgd.storage.results import Results
 from jaxgd.storage.store import Store, load_saved, report_damaged, saved_params
@@ -103,7 +102,7 @@ def _run_locked(store, out, resolved, plan, progress, index, count, plots, recom
     if index == 0:
         results.save(out)
         if plots:
-            plot.save_figures(results, resolved.plot, out)
+            _save_figures(results, resolved.plot, out)
         store.tidy(after)
     distributed.barrier("jaxgd: tables written")
     return results
@@ -129,11 +128,17 @@ def collect(out, *, progress=True, plots=True) -> Results:
         results = Results.from_outputs(plan, store.assemble(plan, scan))
         results.save(out)
         if plots:
-            plot.save_figures(results, spec.plot, out)
+            _save_figures(results, spec.plot, out)
         store.tidy(scan)
     if progress:
         print(f"jaxgd: collected {plan.n_runs:,} runs from {len(scan.parts):,} parts into {out}", file=sys.stderr)
     return results
+
+
+def _save_figures(results, entries, out) -> None:
+    from jaxgd.front import plot  # matplotlib takes half a second to import: only for figures
+
+    plot.save_figures(results, entries, out)
 
 
 def materialize(spec, run_id: int, *, step: int | str = 0, overrides=None) -> dict:
