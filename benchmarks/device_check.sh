@@ -31,12 +31,11 @@
 #   run(command="bash benchmarks/device_check.sh", carry=[".whl"], timeout_s=560)
 
 set -u
-cd "$(dirname "$0")/.."
-
 rehearsal=${DEVICE_CHECK_CPU:-}
 if [[ ${1:-} == --cpu-rehearsal ]]; then rehearsal=1; shift; fi
 out=${1:-${OUT:-device_check_out}}
 mkdir -p "$out" && out=$(cd "$out" && pwd) || exit 2
+cd "$(dirname "$0")/.." || exit 2
 PY=${PYTHON:-python3}
 budget=${DEVICE_CHECK_BUDGET:-480}
 only=${DEVICE_CHECK_STEPS:-}
