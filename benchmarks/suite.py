@@ -35,7 +35,7 @@ one large matmul (`--peak-n`, float32, precision `highest`) at the start of the 
 
     python benchmarks/suite.py [--quick] [--sizes tiny medium large] [--repeats R]
                                [--contenders engine fused floor loop torch_loop torch_bmm]
-                               [--chunk-size C] [--all-cores]
+                               [--runs N] [--chunk-size C] [--all-cores]
 """
 
 from __future__ import annotations
@@ -261,6 +261,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--contenders", nargs="+", choices=CONTENDERS,
                         help="default: all; on a CPU all but fused (Pallas interpret mode there: for checking, slow)")
     parser.add_argument("--quick", action="store_true", help="a few runs and steps: a smoke test of seconds")
+    parser.add_argument("--runs", type=int,
+                        help="runs of every size, a multiple of 8 (step sizes x seeds); default the size's own, cut "
+                             "down for a 2-core CPU: a GPU needs thousands to be busy")
     parser.add_argument("--repeats", type=int, help="timed repeats per contender, best kept (default 2; 1 with --quick)")
     parser.add_argument("--chunk-size", type=int, default=0, help="engine.chunk_size of the engine (default 0: its own choice)")
     parser.add_argument("--all-cores", action="store_true",
@@ -281,6 +284,8 @@ def main(argv=None) -> None:
     os.environ["JAXGD_COMPILE_CACHE"] = "off"
     repeats = args.repeats or (1 if args.quick else 2)
     sizes = {name: (QUICK if args.quick else SIZES)[name] for name in args.sizes}
+    if args.runs:
+        sizes = {name: dataclasses.replace(size, runs=args.runs) for name, size in sizes.items()}
     evl.warm_up()
     peak_n = args.peak_n or (256 if args.quick else 2048)
     peak = measure_peak(peak_n)

@@ -2,6 +2,7 @@
 error halves the chunk, and all local devices give the one-device numbers. Deselected by
 default; they skip where JAX sees no GPU or TPU."""
 
+import math
 import os
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from conftest import make_spec
 from scale_helpers import TIMEOUT
 
 import jaxgd
+from jaxgd.sweep import plan
 
 pytestmark = [
     pytest.mark.gpu,
@@ -21,13 +23,16 @@ pytestmark = [
 
 
 def test_a_real_out_of_memory_error_halves_the_chunk():
-    """About 100 MB a run and a budget far above the device's memory: the first chunk of
-    1024 runs cannot fit, and the engine halves it until it does."""
+    """A budget far above the device's memory, and a width at which the hidden layers alone
+    of the first chunk's 1024 runs (4096 x width float32 each) take twice that memory, on
+    any device (a fixed width 1024, 16 GiB of them, may fit on a large one): the engine
+    halves the chunk until it fits."""
+    width = 1024 * math.ceil(2 * plan.accelerator_memory() / (1024 * 4096 * 1024 * 4))
     spec = make_spec(seeds=2048, steps=2, log_every=1, data={"n": 4096, "n_test": 16, "d": 64},
-                     model={"width": 1024}, engine={"memory_budget_mb": 10**7})
+                     model={"width": width}, engine={"memory_budget_mb": 10**7})
     results = jaxgd.run(spec, progress=False)
     stats = results.stats
-    assert stats["out_of_memory_retries"], "the device held 1024 runs of 100 MB: make them bigger"
+    assert stats["out_of_memory_retries"], f"the device held 1024 runs at width {width}: make them bigger"
     assert len(results.summary) == 2048 and results.summary.final_train_loss.notna().all()
     print(results.closing_line())
 
