@@ -66,7 +66,13 @@ def test_ntk0_and_a_chain_of_derived_settings():
     (dict(zip=[["model.width", "optimizer.lr"]], model={"width": [4, 8]}, optimizer={"lr": [0.1, 0.2, 0.3]}),
      "unequal length"),
     (dict(zip=[["model.width", "optimizer.lr"]], model={"width": [4, 8]}), "not a swept setting"),
+    (dict(optimizer={"lr": {"expr": "1 / lr_scale_W"}, "lr_scale_W": 0.0}), r"optimizer\.lr: .* gives inf"),
+    (dict(optimizer={"lr": {"expr": "log(0) * 2"}}), r"'log\(0\) \* 2' = -inf; expected a finite number"),
+    (dict(measure={"escape_metric": "train_loss", "escape_threshold": {"expr": "0.9"}}),
+     r"measure\.escape_threshold: .*cannot be swept or derived"),  # was ignored: escape_step used 0.5
     (dict(engine={"stop_when": "train_loss <"}), "expected NAME OP NUMBER"),
+    (dict(engine={"stop_when": "train_loss < True"}), "expected NAME OP NUMBER"),
+    (dict(engine={"stop_when": "train_loss < 1e400"}), "expected NAME OP NUMBER"),
     (dict(engine={"stop_when": "grad_norm < 1"}), "not one of the spec's metrics"),
 ])
 def test_bad_axes_are_refused_before_compiling(changes, words, no_compile):

@@ -18,7 +18,7 @@ BAD_SPECS = [
     (dict(model={"width": 3.5}), ["model.width", "3.5", "integer"]),
     (dict(model={"bias": 1}), ["model.bias", "true or false"]),
     (dict(optimizer={"lr": []}), ["optimizer.lr", "empty sweep"]),
-    (dict(optimizer={"lr": {"linspace": [0.1, 1, 0]}}), ["optimizer.lr", "linspace", "count >= 1"]),
+    (dict(optimizer={"lr": {"linspace": [0.1, 1, 0]}}), ["optimizer.lr", "linspace", "count from 1"]),
     (dict(optimizer={"lr": {"range": [0.1, 1, 3]}}), ["optimizer.lr", "linspace, logspace, geomspace"]),
     (dict(model={"width": 0}), ["model.width", "0", ">= 1"]),
     (dict(model={"width": [16, 0]}), ["model.width", "0", ">= 1"]),
