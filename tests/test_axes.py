@@ -148,11 +148,14 @@ def test_the_edge_found_by_bisection_agrees_with_a_dense_grid_at_a_fifth_of_the_
     pd.testing.assert_frame_equal(again, found)
 
 
-def test_edge_refuses_an_axis_that_is_not_a_swept_float(no_compile, tmp_path):
+def test_edge_refuses_an_axis_that_is_not_a_swept_float_and_a_tolerance_it_cannot_reach(no_compile, tmp_path):
     with pytest.raises(SpecError, match="swept float setting"):
         jaxgd.edge(make_spec(), axis="optimizer.lr", out=tmp_path)
     with pytest.raises(SpecError, match="criterion"):
         jaxgd.edge(make_spec(optimizer={"lr": [0.1, 1.0]}), axis="optimizer.lr", criterion="final_loss <")
+    for tol in (0.0, float("nan"), float("inf"), 1e-20):  # inf ran one round; 1e-20 never ended
+        with pytest.raises(SpecError, match=r"edge --tol: .*a finite number of decades >= 1e-06"):
+            jaxgd.edge(make_spec(optimizer={"lr": [0.1, 1.0]}), axis="optimizer.lr", tol=tol)
 
 
 def test_the_edge_command_writes_its_table_and_says_what_it_saved(tmp_path, capsys):
