@@ -602,6 +602,9 @@ def parse_overrides(overrides) -> dict[str, Any]:
 
 def _check_known(key: str):
     known = list(schema()) + ["seeds", "metrics"]
+    if key in TABLES or key == "vars":  # --set model={width = 8}
+        example = next((k for k in known if k.startswith(f"{key}.")), f"{key}.NAME")
+        raise SpecError(f"override {key!r}: [{key}] is a table; set its keys one by one, e.g. {example}=...")
     if key not in schema() and key not in ("seeds", "metrics"):
         table = key.split(".")[0]
         where = f"[{table}] " if table in TABLES else ""
@@ -1057,7 +1060,7 @@ def load(spec, overrides=None) -> Spec:
         with path.open("rb") as f:
             try:
                 raw = tomllib.load(f)
-            except tomllib.TOMLDecodeError as err:
+            except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:  # TOML is UTF-8 text
                 raise SpecError(f"{path}: not valid TOML: {err}") from None
     elif isinstance(spec, dict):
         raw = copy.deepcopy(spec)
@@ -1072,8 +1075,8 @@ def load(spec, overrides=None) -> Spec:
     zip_raw = flat.pop("zip", [])
     inline_arrays = {k: flat.pop(f"data.{k}") for k in given.ARRAY_NAMES if f"data.{k}" in flat}
     for key, value in parse_overrides(overrides).items():
-        if key == "plot" or key.startswith("plot."):
-            raise SpecError(f"override {key!r}: plot tables cannot be overridden; edit the spec")
+        if key in ("plot", "plugins") or key.startswith("plot."):
+            raise SpecError(f"override {key!r}: {key.partition('.')[0]} cannot be overridden; edit the spec")
         if key.startswith(VAR_PREFIX):  # --set vars.c=[0.5, 1]
             raw_vars = {**raw_vars, key.removeprefix(VAR_PREFIX): value}
         elif key in DESIGN_KEYS:
