@@ -179,6 +179,8 @@ SEEDS_ALLOWED = "a count >= 1 or a non-empty list of distinct integers in [0, 2^
 
 
 def _nearest(name, candidates) -> str:
+    if not isinstance(name, str):  # a number or a list where a name belongs: nothing is near it
+        return ""
     close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.5)
     return f" (did you mean '{close[0]}'?)" if close else ""
 
@@ -948,7 +950,7 @@ def _resolve_plot(raw, settings, spec_columns, metric_names) -> dict[str, list[d
         return resolved
 
     def axis(kind, key, value):
-        if value not in by_column:
+        if not isinstance(value, str) or value not in by_column:
             raise SpecError(
                 f"plot.{kind}.{key}: got {value!r}; expected a swept setting: "
                 + (", ".join(spec_columns.values()) or "(nothing is swept)")
@@ -959,6 +961,9 @@ def _resolve_plot(raw, settings, spec_columns, metric_names) -> dict[str, list[d
         chosen = entry["select"] or {}
         if not isinstance(chosen, dict):
             raise SpecError(f"plot.{kind}.select: got {chosen!r}; expected a table {{setting = value}}")
+        for key, value in chosen.items():
+            if not isinstance(value, (str, int, float)):  # a list was compared with the column element-wise
+                raise SpecError(f"plot.{kind}.select.{key}: got {value!r}; expected one value of the setting")
         # A value that is not swept (say after --set model.width=...) skips the figure when it is drawn.
         entry["select"] = {axis(kind, "select", k): v for k, v in chosen.items()} or None
 
@@ -1011,15 +1016,37 @@ def _resolve_plot(raw, settings, spec_columns, metric_names) -> dict[str, list[d
     for entry in line_plots:
         entry["x"] = axis("lines", "x", entry["x"])
         entry["y"] = [entry["y"]] if isinstance(entry["y"], str) else entry["y"]
+        if not isinstance(entry["y"], list) or not entry["y"]:
+            raise SpecError(f"plot.lines.y: got {entry['y']!r}; expected a summary column or a non-empty list of them: "
+                            f"{', '.join(summary_columns)}")
         for column in entry["y"]:
-            if column not in summary_columns:
-                raise SpecError(f"plot.lines.y: got {column!r}{_nearest(str(column), summary_columns)}; expected summary columns: {', '.join(summary_columns)}")
+            if not isinstance(column, str) or column not in summary_columns:
+                raise SpecError(f"plot.lines.y: got {column!r}{_nearest(column, summary_columns)}; expected summary columns: {', '.join(summary_columns)}")
         if entry["reduce"] not in REDUCERS:
             raise SpecError(f"plot.lines.reduce: got {entry['reduce']!r}; expected one of {', '.join(REDUCERS)}")
         check_lines("lines", entry)
         check_theory("lines", "overlay", entry, [*spec_columns.values(), *summary_columns])
         entry["file"] = entry["file"] or f"lines_{'_'.join(entry['y'])}_{entry['x']}.png"
+    _check_figure_files([(kind, entry) for kind, entries in (("phase_diagram", phases), ("curves", curves),
+                                                            ("lines", line_plots)) for entry in entries])
     return {"phase_diagram": phases, "curves": curves, "lines": line_plots}
+
+
+def _check_figure_files(figures) -> None:
+    """Each figure's file: a name in a format matplotlib writes (so that no figure is
+    written over history.parquet or spec.toml, or fails after the sweep), one per figure."""
+    from matplotlib.backend_bases import FigureCanvasBase  # only for a spec with figures
+
+    formats = FigureCanvasBase.get_supported_filetypes()
+    seen = set()
+    for kind, entry in figures:
+        name = entry["file"]
+        if not isinstance(name, str) or "\0" in name or Path(name).suffix.lstrip(".") not in formats:
+            raise SpecError(f"plot.{kind}.file: got {name!r}; expected a file name (in the --out folder) ending in "
+                            + ", ".join(f".{f}" for f in formats))
+        if name in seen:
+            raise SpecError(f"plot.{kind}.file: {name!r} is the file of two figures; give each its own")
+        seen.add(name)
 
 
 def _resolve_given(settings, flat, inline_arrays, base) -> given.GivenData | None:
