@@ -214,6 +214,11 @@ def user_errors(tmp_path: Path, finished: Path) -> dict:
         "plot a file": (["plot", spec], ["cli.toml is not a folder"]),
         "plot nothing": (["plot", tmp_path], ["history.parquet not found"]),
         "spec not text": (["run", tmp_path / "binary.toml", "--out", out], ["binary.toml: not valid TOML"]),
+        "spec a folder": (["run", tmp_path, "--out", out], ["spec file not found", "(it is a folder)"]),
+        "plot out a folder": (["plot", finished, "curves", "--metric", "train_loss", "--out", tmp_path],
+                              ["--out", "it is a folder, give a file in it", "curves_train_loss.png"]),
+        "plot out nowhere": (["plot", finished, "curves", "--metric", "train_loss", "--out", tmp_path / "no" / "x.png"],
+                             ["--out", f"the folder {tmp_path / 'no'} does not exist"]),
         "plot damaged table": (["plot", tmp_path / "damaged", "--x", "width", "--y", "lr", "--value", "final_train_loss"],
                                ["summary.parquet cannot be read", "jaxgd collect"]),
     }

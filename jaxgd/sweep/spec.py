@@ -1083,7 +1083,7 @@ def load(spec, overrides=None) -> Spec:
         path = Path(spec)
         base = path.resolve().parent
         if not path.is_file():
-            raise SpecError(f"spec file not found: {path}")
+            raise SpecError(f"spec file not found: {path}" + (" (it is a folder)" if path.is_dir() else ""))
         with path.open("rb") as f:
             try:
                 raw = tomllib.load(f)
