@@ -66,7 +66,13 @@ def test_ntk0_and_a_chain_of_derived_settings():
     (dict(zip=[["model.width", "optimizer.lr"]], model={"width": [4, 8]}, optimizer={"lr": [0.1, 0.2, 0.3]}),
      "unequal length"),
     (dict(zip=[["model.width", "optimizer.lr"]], model={"width": [4, 8]}), "not a swept setting"),
+    (dict(optimizer={"lr": {"expr": "1 / lr_scale_W"}, "lr_scale_W": 0.0}), r"optimizer\.lr: .* gives inf"),
+    (dict(optimizer={"lr": {"expr": "log(0) * 2"}}), r"'log\(0\) \* 2' = -inf; expected a finite number"),
+    (dict(measure={"escape_metric": "train_loss", "escape_threshold": {"expr": "0.9"}}),
+     r"measure\.escape_threshold: .*cannot be swept or derived"),  # was ignored: escape_step used 0.5
     (dict(engine={"stop_when": "train_loss <"}), "expected NAME OP NUMBER"),
+    (dict(engine={"stop_when": "train_loss < True"}), "expected NAME OP NUMBER"),
+    (dict(engine={"stop_when": "train_loss < 1e400"}), "expected NAME OP NUMBER"),
     (dict(engine={"stop_when": "grad_norm < 1"}), "not one of the spec's metrics"),
 ])
 def test_bad_axes_are_refused_before_compiling(changes, words, no_compile):
@@ -142,11 +148,14 @@ def test_the_edge_found_by_bisection_agrees_with_a_dense_grid_at_a_fifth_of_the_
     pd.testing.assert_frame_equal(again, found)
 
 
-def test_edge_refuses_an_axis_that_is_not_a_swept_float(no_compile, tmp_path):
+def test_edge_refuses_an_axis_that_is_not_a_swept_float_and_a_tolerance_it_cannot_reach(no_compile, tmp_path):
     with pytest.raises(SpecError, match="swept float setting"):
         jaxgd.edge(make_spec(), axis="optimizer.lr", out=tmp_path)
     with pytest.raises(SpecError, match="criterion"):
         jaxgd.edge(make_spec(optimizer={"lr": [0.1, 1.0]}), axis="optimizer.lr", criterion="final_loss <")
+    for tol in (0.0, float("nan"), float("inf"), 1e-20):  # inf ran one round; 1e-20 never ended
+        with pytest.raises(SpecError, match=r"edge --tol: .*a finite number of decades >= 1e-06"):
+            jaxgd.edge(make_spec(optimizer={"lr": [0.1, 1.0]}), axis="optimizer.lr", tol=tol)
 
 
 def test_the_edge_command_writes_its_table_and_says_what_it_saved(tmp_path, capsys):

@@ -178,12 +178,16 @@ def one_error_line(status, err) -> str:
     return lines[0]
 
 
-def write_inputs(tmp_path: Path) -> None:
-    """The files user_errors names: a good spec, a spec of a bad data file, a plain file."""
+def write_inputs(tmp_path: Path, finished: Path) -> None:
+    """The files user_errors names: a good spec, a spec of a bad data file, a plain file,
+    a spec that is not text, a finished folder whose summary is damaged."""
     (tmp_path / "cli.toml").write_text(SPEC)
     (tmp_path / "bad.npz").write_bytes(b"not an npz")
     (tmp_path / "file.toml").write_text('[data]\nname = "file"\npath = "bad.npz"\n')
     (tmp_path / "a-file").write_text("")
+    (tmp_path / "binary.toml").write_bytes(b"\x7fELF\x02\x01\x01\xd0\xff")
+    shutil.copytree(finished, tmp_path / "damaged", ignore=shutil.ignore_patterns("parts"))
+    (tmp_path / "damaged" / "summary.parquet").write_bytes(b"junk")
 
 
 def user_errors(tmp_path: Path, finished: Path) -> dict:
@@ -196,8 +200,10 @@ def user_errors(tmp_path: Path, finished: Path) -> dict:
         "bad data file": (["run", bad_data, "--out", out], ["data.path", "bad.npz", "not an .npz file"]),
         "out names a file": (["run", spec, "--out", tmp_path / "a-file"], ["a-file is a file, not a folder"]),
         "folder not writable": (["run", spec, "--out", "/sys/jaxgd-test"], ["cannot write", "/sys/jaxgd-test"]),
-        "run too large": (["run", spec, "--out", out, "--set", "model.width=[4, 10000000000]"],
-                          ["model.width = 10,000,000,000", "GiB", "smaller"]),
+        "run too large": (["run", spec, "--out", out, "--set", "model.width=[4, 2000000000]"],
+                          ["model.width = 2,000,000,000", "GiB", "smaller"]),
+        "integer beyond int32": (["run", spec, "--out", out, "--set", "model.width=[4, 10000000000]"],
+                                 ["model.width: got 10,000,000,000", "at most 2^31 - 1"]),
         "missing spec": (["run", tmp_path / "nope.toml", "--out", out], ["spec file not found", "nope.toml"]),
         "no such command option": (["run", spec, "--out", out, "--sett", "x"], ["unrecognized arguments: --sett"]),
         "plot kind": (["plot", finished, "bars"], ["'bars'", "phase", "curves", "lines"]),
@@ -207,6 +213,14 @@ def user_errors(tmp_path: Path, finished: Path) -> dict:
                         ["width = 5", "4, 8"]),
         "plot a file": (["plot", spec], ["cli.toml is not a folder"]),
         "plot nothing": (["plot", tmp_path], ["history.parquet not found"]),
+        "spec not text": (["run", tmp_path / "binary.toml", "--out", out], ["binary.toml: not valid TOML"]),
+        "spec a folder": (["run", tmp_path, "--out", out], ["spec file not found", "(it is a folder)"]),
+        "plot out a folder": (["plot", finished, "curves", "--metric", "train_loss", "--out", tmp_path],
+                              ["--out", "it is a folder, give a file in it", "curves_train_loss.png"]),
+        "plot out nowhere": (["plot", finished, "curves", "--metric", "train_loss", "--out", tmp_path / "no" / "x.png"],
+                             ["--out", f"the folder {tmp_path / 'no'} does not exist"]),
+        "plot damaged table": (["plot", tmp_path / "damaged", "--x", "width", "--y", "lr", "--value", "final_train_loss"],
+                               ["summary.parquet cannot be read", "jaxgd collect"]),
     }
 
 
@@ -215,7 +229,7 @@ CASES = list(user_errors(Path("/x"), Path("/y")))
 
 @pytest.mark.parametrize("case", CASES)
 def test_each_user_error_is_one_line_with_exit_status_2(case, tmp_path, finished, capsys):
-    write_inputs(tmp_path)
+    write_inputs(tmp_path, finished)
     args, words = user_errors(tmp_path, finished)[case]
     try:
         status, _, err = run_cli(capsys, *args)

@@ -7,9 +7,11 @@ import socket
 import subprocess
 import sys
 
+import pytest
 from scale_helpers import TIMEOUT, assert_same_results, child_env, sweep, write_spec
 
 import jaxgd
+from jaxgd.storage import distributed
 
 
 def free_port() -> int:
@@ -62,3 +64,12 @@ def test_shares_are_disjoint_whole_chunks_and_balanced():
     costs = [per_run[mask].sum() for mask in masks]
     biggest_chunk = 2 * max(cost.values())
     assert all(abs(c - per_run.sum() / 4) <= biggest_chunk for c in costs)  # within one chunk of an equal share
+
+
+def test_a_coordinator_without_a_port_or_a_count_that_is_not_a_number_is_named(monkeypatch):
+    """JAX raised IndexError on the first, int() a message naming no variable on the second."""
+    with pytest.raises(ValueError, match=r"--coordinator \(JAX_COORDINATOR_ADDRESS\): got 'node0'; expected HOST:PORT"):
+        distributed.initialize("node0", 2, 0)
+    monkeypatch.setenv("JAX_NUM_PROCESSES", "two")
+    with pytest.raises(ValueError, match="JAX_NUM_PROCESSES: got 'two'; expected an integer"):
+        distributed.initialize("node0:1234")

@@ -197,3 +197,24 @@ def test_theory_lines_are_drawn_where_their_expressions_put_them():
 def test_bad_theory_lines_are_refused_before_running(no_compile, entry, message):
     with pytest.raises(jaxgd.SpecError, match=message):
         jaxgd.load_spec(make_spec(model={"width": [4, 8]}, optimizer={"lr": [0.1, 0.2]}, plot=entry))
+
+
+PHASE = {"x": "width", "y": "lr", "value": "final_train_loss"}
+
+
+@pytest.mark.parametrize("entry, message", [
+    # a figure written over the run's own table, or into a name that fails after the sweep
+    ({"phase_diagram": {**PHASE, "file": "history.parquet"}}, r"plot\.phase_diagram\.file: got 'history\.parquet'; .*\.png"),
+    ({"curves": {"metric": "train_loss", "file": "sub/"}}, r"plot\.curves\.file: got 'sub/'; expected a file name"),
+    ({"lines": {"x": "width", "y": "final_train_loss", "file": 3}}, r"plot\.lines\.file: got 3"),
+    ({"phase_diagram": [PHASE, {**PHASE, "reduce": "mean"}]}, r"'phase_final_train_loss_width_lr\.png' is the file of two figures"),
+    # a list or a number where a name belongs raised TypeError (unhashable, not iterable)
+    ({"phase_diagram": {**PHASE, "x": ["width"]}}, r"plot\.phase_diagram\.x: got \['width'\]; expected a swept setting"),
+    ({"phase_diagram": {**PHASE, "value": 1}}, r"plot\.phase_diagram\.value: got 1; expected a summary column"),
+    ({"lines": {"x": "width", "y": 3}}, r"plot\.lines\.y: got 3; expected a summary column or a non-empty list"),
+    ({"lines": {"x": "width", "y": []}}, r"plot\.lines\.y: got \[\]"),
+    ({"phase_diagram": {**PHASE, "select": {"width": [4, 8]}}}, r"plot\.phase_diagram\.select\.width: got \[4, 8\]; expected one value"),
+])
+def test_bad_figure_names_and_columns_are_refused_before_running(no_compile, entry, message):
+    with pytest.raises(jaxgd.SpecError, match=message):
+        jaxgd.load_spec(make_spec(model={"width": [4, 8]}, optimizer={"lr": [0.1, 0.2]}, plot=entry))

@@ -388,6 +388,13 @@ def test_a_missing_plugin_file_is_refused(tmp_path, no_compile):
     assert "nowhere.py" in message and re.search(r"not found|no such|does not exist", message), message
 
 
+def test_a_plugin_path_that_is_a_folder_or_not_python_is_refused(tmp_path, no_compile):
+    (tmp_path / "notes.txt").write_text("not python\n")
+    assert "is not a file" in refusal(make_spec(plugins=[f"{tmp_path}/"]))
+    message = refusal(make_spec(plugins=[str(tmp_path / "notes.txt")]))
+    assert "notes.txt is not a Python file" in message and ".py" in message, message
+
+
 def test_two_plugins_registering_one_name_are_refused(tmp_path, no_compile):
     first, second = tmp_path / "first.py", tmp_path / "second.py"
     for plugin, factor in ((first, 2.0), (second, 3.0)):

@@ -18,7 +18,7 @@ BAD_SPECS = [
     (dict(model={"width": 3.5}), ["model.width", "3.5", "integer"]),
     (dict(model={"bias": 1}), ["model.bias", "true or false"]),
     (dict(optimizer={"lr": []}), ["optimizer.lr", "empty sweep"]),
-    (dict(optimizer={"lr": {"linspace": [0.1, 1, 0]}}), ["optimizer.lr", "linspace", "count >= 1"]),
+    (dict(optimizer={"lr": {"linspace": [0.1, 1, 0]}}), ["optimizer.lr", "linspace", "count from 1"]),
     (dict(optimizer={"lr": {"range": [0.1, 1, 3]}}), ["optimizer.lr", "linspace, logspace, geomspace"]),
     (dict(model={"width": 0}), ["model.width", "0", ">= 1"]),
     (dict(model={"width": [16, 0]}), ["model.width", "0", ">= 1"]),
@@ -82,6 +82,20 @@ def test_bad_override_is_refused(no_compile):
         specs.load(make_spec(), ["optimizer.lr"])
     with pytest.raises(SpecError, match=r"model\.width.*>= 1"):
         specs.load(make_spec(), ["model.width=[4, -1]"])
+    # a table or plugins: said so, where the table's name was an unknown key like 'model.bias'
+    with pytest.raises(SpecError, match=r"'model': \[model\] is a table; set its keys one by one, e\.g\. model\.width=\.\.\."):
+        specs.load(make_spec(), ["model={width = 8}"])
+    with pytest.raises(SpecError, match=r"'vars': \[vars\] is a table; .* vars\.NAME=\.\.\."):
+        specs.load(make_spec(), ["vars=3"])
+    with pytest.raises(SpecError, match="'plugins': plugins cannot be overridden"):
+        specs.load(make_spec(), ["plugins=['x.py']"])
+
+
+def test_a_spec_file_that_is_not_utf8_text_is_refused_naming_it(tmp_path):
+    path = tmp_path / "binary.toml"
+    path.write_bytes(b'name = "\xd0\x00\xff"\n')
+    with pytest.raises(SpecError, match=r"binary\.toml: not valid TOML"):
+        specs.load(path)
 
 
 def test_a_leaf_key_suggests_the_one_key_it_ends_and_a_key_given_twice_is_refused(no_compile):

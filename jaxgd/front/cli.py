@@ -139,13 +139,16 @@ def _plot(args) -> None:
     results = Results.load(args.dir, partial=True)
     kind = PLOT_KINDS[args.kind]
     (entry,) = specs.load({**results.spec, "plot": {kind: [_plot_entry(args)]}}).plot[kind]
+    out = Path(args.out) if args.out else Path(args.dir) / entry["file"]
+    if out.is_dir() or not out.parent.is_dir():  # else the figure's temporary file was named in the error
+        raise ValueError(f"--out: got {out}; " + (f"it is a folder, give a file in it, e.g. {out / entry['file']}"
+                                                       if out.is_dir() else f"the folder {out.parent} does not exist"))
     fig = plot.figure(kind, entry, results)
     missing = results.stats.get("runs_missing", 0)
     if missing:
         note = f"{missing:,} of {missing + len(results.summary):,} runs missing"
         print(f"jaxgd: {note} (the sweep is unfinished): drawing the finished runs", file=sys.stderr)
         plot.add_note(fig, note)
-    out = Path(args.out) if args.out else Path(args.dir) / entry["file"]
     files.save_figure(fig, out)
     print(f"wrote {out}", file=sys.stderr)
 

@@ -27,6 +27,9 @@ from jaxgd.sweep import spec as specs
 
 EDGE_FILE, FIGURE_FILE, ROUNDS_DIR, SEARCH_FILE = "edge.parquet", "edge.png", "edge_rounds", "edge_search.json"
 DEFAULT_TOL = 0.01  # decades
+# Finer brackets pass float32's resolution of the axis (2.6e-8 decades), and near float64's
+# their midpoints stop moving: the search would never end.
+MIN_TOL = 1e-6
 
 
 def axis_key(spec: specs.Spec, axis: str) -> str:
@@ -105,8 +108,8 @@ def edge(spec, *, axis: str, criterion: str | None = None, tol: float = DEFAULT_
     resolved = specs.load(spec, overrides)
     axis = axis_key(resolved, axis)
     low, high = axis_range(resolved, axis)
-    if not tol > 0:
-        raise SpecError(f"edge --tol: got {tol!r}; expected decades > 0")
+    if not MIN_TOL <= tol < math.inf:
+        raise SpecError(f"edge --tol: got {tol!r}; expected a finite number of decades >= {MIN_TOL:g}")
     passes = passing(criterion)
     out = None if out is None else Path(out)
     rounds = Rounds(out, {"spec": json.loads(json.dumps(resolved.to_dict(), default=str)), "axis": axis,

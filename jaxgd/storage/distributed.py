@@ -21,10 +21,21 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
     from the launcher (Slurm `srun`, Open MPI `mpirun`, Cloud TPU pods: detected by JAX)."""
     if jax.distributed.is_initialized():
         return
-    env = lambda name: int(os.environ[name]) if os.environ.get(name) else None
-    num_processes = num_processes if num_processes is not None else env("JAX_NUM_PROCESSES")
-    process_id = process_id if process_id is not None else env("JAX_PROCESS_ID")
+    num_processes = num_processes if num_processes is not None else _env_int("JAX_NUM_PROCESSES")
+    process_id = process_id if process_id is not None else _env_int("JAX_PROCESS_ID")
+    given = coordinator or os.environ.get("JAX_COORDINATOR_ADDRESS")
+    host, colon, port = (given or "").rpartition(":")
+    if given and not (host and colon and port.isdigit()):  # JAX raised IndexError on one without a port
+        raise ValueError(f"--coordinator (JAX_COORDINATOR_ADDRESS): got {given!r}; expected HOST:PORT, e.g. node0:1234")
     jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes, process_id=process_id)
+
+
+def _env_int(name: str) -> int | None:
+    text = os.environ.get(name)
+    try:
+        return int(text) if text else None
+    except ValueError:
+        raise ValueError(f"{name}: got {text!r}; expected an integer") from None
 
 
 def process() -> tuple[int, int]:

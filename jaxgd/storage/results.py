@@ -155,12 +155,20 @@ class Results:
         for name in (HISTORY_FILE, SUMMARY_FILE, SPEC_FILE):
             if not (out / name).is_file():
                 raise FileNotFoundError(f"{out / name} not found: is {out} the --out folder of a `jaxgd run`?")
-        stats_path = out / STATS_FILE
+
+        def read(name, reader):
+            # a damaged file, or one jaxgd did not write: pyarrow's, tomllib's and json's errors are ValueErrors
+            try:
+                return reader(out / name)
+            except ValueError as err:
+                raise ValueError(f"{out / name} cannot be read ({' '.join(str(err).split())}); the tables and "
+                                 f"stats.json can be written again from the parts: jaxgd collect {out}") from None
+
         return cls(
-            history=pd.read_parquet(out / HISTORY_FILE),
-            summary=pd.read_parquet(out / SUMMARY_FILE),
-            spec=tomllib.loads((out / SPEC_FILE).read_text()),
-            stats=json.loads(stats_path.read_text()) if stats_path.is_file() else {},
+            history=read(HISTORY_FILE, pd.read_parquet),
+            summary=read(SUMMARY_FILE, pd.read_parquet),
+            spec=read(SPEC_FILE, lambda path: tomllib.loads(path.read_text())),
+            stats=read(STATS_FILE, lambda path: json.loads(path.read_text()) if path.is_file() else {}),
             folder=out,
         )
 

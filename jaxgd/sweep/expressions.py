@@ -6,7 +6,9 @@ plan time) and jax.numpy (inside the compiled program)."""
 from __future__ import annotations
 
 import ast
+import copy
 import operator
+import sys
 
 import numpy as np
 
@@ -18,6 +20,13 @@ UNARY = {ast.USub: operator.neg, ast.UAdd: operator.pos}
 FUNCTIONS = ("sqrt", "log", "exp", "min", "max")
 ALLOWED = "numbers, names, + - * / ** and " + ", ".join(FUNCTIONS)
 COMPARISONS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
+# Deeper expressions are refused: parsing, evaluating and tracing one recurse once per level.
+MAX_DEPTH = 100
+
+
+def is_number(value) -> bool:
+    """A real number a float64 holds: not a bool, NaN, inf or an integer beyond its range (10**400)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) <= sys.float_info.max
 
 
 def parse(text: str, where: str) -> ast.expr:
@@ -26,12 +35,37 @@ def parse(text: str, where: str) -> ast.expr:
         raise SpecError(f"{where}: got {{expr = {text!r}}}; expected a string such as \"c * 2 / sharpness0\"")
     try:
         tree = ast.parse(text.strip(), mode="eval").body
+        too_deep = _depth(tree) > MAX_DEPTH
     except SyntaxError as err:
         raise SpecError(f"{where}: {text!r} is not an expression ({err.msg}); use {ALLOWED}") from None
+    except (RecursionError, MemoryError):  # what Python's parser raises on deep nesting
+        too_deep = True
+    if too_deep:
+        raise SpecError(f"{where}: {text[:40]!r}... nests deeper than {MAX_DEPTH} levels; write a simpler expression")
     for node in ast.walk(tree):
         if not _allowed(node):
             raise SpecError(f"{where}: {text!r} uses {ast.unparse(node)!r}, which is not allowed; use {ALLOWED}")
+    _check_constants(tree, text, where)
     return tree
+
+
+def _depth(tree: ast.AST) -> int:
+    return 1 + max((_depth(child) for child in ast.iter_child_nodes(tree)), default=0)
+
+
+def _check_constants(tree: ast.expr, text: str, where: str) -> None:
+    """Refuse a part without names whose value is not a finite number (`1 / 0`, `log(0)`,
+    `10 ** 400`), computed here in floats: evaluated later, it would raise, or as Python
+    integers take forever (`10 ** 10 ** 10`)."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.expr) and not isinstance(node, ast.Constant) and not names(node):
+            floats = copy.deepcopy(node)
+            for constant in (c for c in ast.walk(floats) if isinstance(c, ast.Constant)):
+                constant.value = np.float64(constant.value) if is_number(constant.value) else np.inf
+            with np.errstate(all="ignore"):
+                value = evaluate(floats, {})
+            if not np.isfinite(value):
+                raise SpecError(f"{where}: {text!r} has {ast.unparse(node)!r} = {float(value)}; expected a finite number")
 
 
 def _allowed(node: ast.AST) -> bool:
@@ -65,16 +99,22 @@ def names(tree: ast.expr) -> set[str]:
     return set().union(*(names(c) for c in children if isinstance(c, ast.expr)))
 
 
+def _number(value):
+    """A Python int beyond int32 as a float: JAX takes a Python int as an int32 (`c * 10 ** 10 / sharpness0`
+    would overflow); smaller ones stay ints (`x ** 2` is an integer power)."""
+    return float(value) if isinstance(value, int) and abs(value) > 2**31 - 1 else value
+
+
 def evaluate(tree: ast.expr, values: dict, xp=np):
     """The expression's value, names read from `values`, functions from `xp` (numpy or jax.numpy)."""
     if isinstance(tree, ast.Constant):
-        return tree.value
+        return _number(tree.value)
     if _name(tree) is not None:
         return values[_name(tree)]
     if isinstance(tree, ast.UnaryOp):
         return UNARY[type(tree.op)](evaluate(tree.operand, values, xp))
     if isinstance(tree, ast.BinOp):
-        return BINARY[type(tree.op)](evaluate(tree.left, values, xp), evaluate(tree.right, values, xp))
+        return _number(BINARY[type(tree.op)](evaluate(tree.left, values, xp), evaluate(tree.right, values, xp)))
     args = [evaluate(a, values, xp) for a in tree.args]
     if tree.func.id in ("min", "max"):
         reduce = xp.minimum if tree.func.id == "min" else xp.maximum
@@ -97,18 +137,15 @@ def criterion(text: str, where: str) -> tuple[str, str, float]:
                      f"{' '.join(COMPARISONS)}, e.g. \"train_loss < 1e-8\"")
     try:
         tree = ast.parse(str(text).strip(), mode="eval").body
-    except SyntaxError:
+        if not (isinstance(tree, ast.Compare) and len(tree.ops) == 1 and isinstance(tree.left, ast.Name)):
+            raise fail
+        threshold = ast.literal_eval(tree.comparators[0])
+    except (SyntaxError, ValueError, TypeError, RecursionError, MemoryError):  # MemoryError: the parser on deep nesting
         raise fail from None
-    if not (isinstance(tree, ast.Compare) and len(tree.ops) == 1 and isinstance(tree.left, ast.Name)):
-        raise fail
     symbol = {ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">="}.get(type(tree.ops[0]))
-    try:
-        threshold = float(ast.literal_eval(tree.comparators[0]))
-    except (ValueError, TypeError):
-        raise fail from None
-    if symbol is None:
+    if symbol is None or not is_number(threshold):
         raise fail
-    return tree.left.id, symbol, threshold
+    return tree.left.id, symbol, float(threshold)
 
 
 def meets(values, symbol: str, threshold: float):

@@ -17,7 +17,7 @@ import pandas as pd
 from jaxgd.errors import SizeError, SpecError
 from jaxgd.science import registry
 from jaxgd.sweep import designs
-from jaxgd.sweep.spec import VAR_PREFIX, ByAttribute, Spec, logged_steps, schema
+from jaxgd.sweep.spec import VAR_PREFIX, ByAttribute, Spec, check_in_dtype, logged_steps, schema
 
 # Bytes of one chunk on the host (CPU): about a last-level cache. A vmapped chunk whose
 # working set spills out of the caches is slower than a loop over runs on the host, and
@@ -295,6 +295,16 @@ def design_points(spec: Spec) -> tuple[tuple[str, ...], list[tuple]]:
     return tuple(axis for axis, _, _ in design.ranges), [tuple(map(float, row)) for row in zip(*columns)]
 
 
+def grid_size(spec: Spec) -> int:
+    """The number of points of the grid (without seeds), counted as grid_points makes them
+    (a zip group, or a random design's samples, one factor), without making them."""
+    sampled = tuple(axis for axis, _, _ in spec.design.ranges) if spec.design else ()
+    first_of_group = {group[0] for group in spec.zip}
+    zipped = {axis for group in spec.zip for axis in group} - first_of_group
+    return (spec.design.samples if sampled else 1) * math.prod(
+        len(axis_values(spec, axis)) for axis in spec.axes if axis not in sampled and axis not in zipped)
+
+
 def grid_points(spec: Spec) -> pd.DataFrame:
     """One row per point of the grid (without seeds), a column per axis: the product of
     the axes, where the axes of a zip group, or those a random design samples, count as
@@ -320,15 +330,19 @@ def with_derived(spec: Spec, points: pd.DataFrame) -> pd.DataFrame:
     a value is not a valid setting."""
     points = points.copy()
     for derived in (d for d in spec.derived if not d.at_init):
-        value_of = lambda ref: points[ref].to_numpy(np.float64) if ref in points else spec.settings[ref]
+        # in NumPy floats, which give inf for 1 / 0 where Python's raise
+        value_of = lambda ref: points[ref].to_numpy(np.float64) if ref in points else np.float64(spec.settings[ref])
         with np.errstate(all="ignore"):
             values = np.broadcast_to(np.asarray(derived.value(value_of), np.float64), len(points))
         setting = schema()[derived.key]
+        at = lambda mask: points[mask].iloc[0].to_dict()  # the first point where mask holds
         bad = ~np.isfinite(values) | (values <= 0 if setting.positive else values < (setting.minimum or -np.inf))
         if bad.any():
-            raise SpecError(f"{derived.key}: {{expr = {derived.text!r}}} gives {values[bad][0]!r} at "
-                            f"{points[bad].iloc[0].to_dict()}; expected a finite number"
+            raise SpecError(f"{derived.key}: {{expr = {derived.text!r}}} gives {float(values[bad][0])!r} at "
+                            f"{at(bad)}; expected a finite number"
                             + (" > 0" if setting.positive else f" >= {setting.minimum:g}" if setting.minimum is not None else ""))
+        check_in_dtype(derived.key, values, spec.settings["dtype"],
+                       lambda value: f"{{expr = {derived.text!r}}} gives {float(value)!r} at {at(values == value)}")
         points[derived.key] = values
     return points
 

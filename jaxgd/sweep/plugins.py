@@ -41,9 +41,11 @@ def _import(plugin: str):
         return importlib.import_module(plugin)
     path = Path(plugin)
     if not path.is_file():
-        raise SpecError(f"plugins: {plugin} not found")
+        raise SpecError(f"plugins: {plugin} " + ("is not a file" if path.exists() else "not found"))
     name = f"jaxgd_plugin_{path.stem}_{hashlib.sha256(plugin.encode()).hexdigest()[:8]}"
     spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None:  # Python imports only .py files (and compiled modules)
+        raise SpecError(f"plugins: {plugin} is not a Python file; expected a .py file or an importable module name")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     try:

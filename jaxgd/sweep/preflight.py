@@ -28,7 +28,7 @@ PLAN_BYTES_PER_COLUMN = 8
 
 
 def count_runs(spec: Spec) -> int:
-    return math.prod(len(v) for v in spec.settings.values() if isinstance(v, list)) * len(spec.seeds)
+    return planning.grid_size(spec) * len(spec.seeds)
 
 
 def refuse_plan_too_large(spec: Spec) -> None:

@@ -179,6 +179,8 @@ SEEDS_ALLOWED = "a count >= 1 or a non-empty list of distinct integers in [0, 2^
 
 
 def _nearest(name, candidates) -> str:
+    if not isinstance(name, str):  # a number or a list where a name belongs: nothing is near it
+        return ""
     close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.5)
     return f" (did you mean '{close[0]}'?)" if close else ""
 
@@ -224,10 +226,13 @@ def _check_scalar(key: str, value: Any) -> Any:
             if not value.is_integer():
                 raise fail
             value = int(value)
+        if value > MAX_INT:
+            raise SpecError(f"{key}: got {value:,}; expected at most 2^31 - 1 = {MAX_INT:,} (integers reach the "
+                            "compiled program as int32: steps, loop counts, sizes)")
     else:
-        value = float(value)
-        if not math.isfinite(value):
+        if not expressions.is_number(value):
             raise fail
+        value = float(value)
     if setting.positive and not value > 0:
         raise fail
     if setting.minimum is not None and value < setting.minimum:
@@ -235,31 +240,44 @@ def _check_scalar(key: str, value: Any) -> Any:
     return value
 
 
-# The loop counts steps in int32 (engine/loop.py): a larger count would wrap around.
-MAX_STEPS = 2**31 - 1
+# Integer settings reach the compiled program as int32 (the loop counts steps in it,
+# engine/loop.py; a Python int passed to JAX is one): a larger one would overflow.
+MAX_INT = 2**31 - 1
 # Logged steps of one run: each is a row of the history of every run.
 MAX_LOGS = 2**24
+# Values of one axis (a range's count) and seeds of one sweep: each is a row of the plan,
+# held in memory before anything runs.
+MAX_VALUES = 2**24
+
+
+def check_in_dtype(key: str, values, dtype, given=None) -> np.ndarray:
+    """`values` of a traced setting in the run's float type, refused where it turns one
+    into inf, or into 0 or a subnormal (below its smallest normal number), naming the key
+    and the value (`given(value)`: how the spec gave it)."""
+    dtype, given = np.dtype(dtype), given or (lambda value: f"got {value!r}")
+    info = np.finfo(dtype)
+    with np.errstate(over="ignore"):
+        cast = np.asarray(values, np.float64).astype(dtype)
+    for value, became in zip(values, cast):
+        if not np.isfinite(became):
+            raise SpecError(f"{key}: {given(value)}, which is inf in {dtype} (largest {info.max:.4g}); "
+                            "give a smaller value (or dtype = 'float64')")
+        if value != 0 and abs(became) < info.tiny:
+            raise SpecError(f"{key}: {given(value)}, which is {float(became)!r} in {dtype} (below its smallest "
+                            f"normal number {info.tiny:.4g}); give 0 or a larger value (or dtype = 'float64')")
+    return cast
 
 
 def _check_survives_dtype(settings) -> None:
-    """Traced settings become the run's float type: refuse a value it turns into inf, or
-    into 0 or a subnormal (below its smallest normal number), and swept values it merges
-    into one, naming the key and the values."""
+    """Traced settings become the run's float type: refuse a value it turns into inf, 0 or
+    a subnormal (check_in_dtype), and swept values it merges into one, naming the key and
+    the values."""
     dtype = np.dtype(settings["dtype"])
-    info = np.finfo(dtype)
     for key in settings:
         if not schema()[key].traced:
             continue
         values = _values(settings, key)
-        with np.errstate(over="ignore"):
-            cast = np.asarray(values, np.float64).astype(dtype)
-        for value, became in zip(values, cast):
-            if not np.isfinite(became):
-                raise SpecError(f"{key}: got {value!r}, which is inf in {dtype} (largest {info.max:.4g}); "
-                                "give a smaller value (or dtype = 'float64')")
-            if value != 0 and abs(became) < info.tiny:
-                raise SpecError(f"{key}: got {value!r}, which is {float(became)!r} in {dtype} (below its smallest "
-                                f"normal number {info.tiny:.4g}); give 0 or a larger value (or dtype = 'float64')")
+        cast = check_in_dtype(key, values, dtype)
         first = {}
         for value, became in zip(values, cast.tolist()):
             if became in first:
@@ -283,19 +301,22 @@ def _expand_range(key: str, form: str, args: Any) -> list:
     if not (
         isinstance(args, list)
         and len(args) == 3
-        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in args)
+        and all(map(expressions.is_number, args))
         and float(args[2]).is_integer()
-        and args[2] >= 1
+        and 1 <= args[2] <= MAX_VALUES
     ):
         raise SpecError(
             f"{key}: got {{{form} = {args!r}}}; expected {{{form} = [start, stop, count]}} "
-            "with numbers start, stop and an integer count >= 1"
+            f"with finite numbers start, stop and an integer count from 1 to {MAX_VALUES:,}"
         )
     start, stop, count = args
     make = {"linspace": np.linspace, "logspace": np.logspace, "geomspace": np.geomspace}[form]
     if form == "geomspace" and (start <= 0 or stop <= 0):
         raise SpecError(f"{key}: got {{geomspace = {args!r}}}; expected start > 0 and stop > 0")
-    values = [float(v) for v in make(start, stop, int(count))]
+    with np.errstate(over="ignore"):
+        values = [float(v) for v in make(start, stop, int(count))]
+    if not all(map(math.isfinite, values)):  # logspace = [0, 400, 3]: 10^400 is inf
+        raise SpecError(f"{key}: {{{form} = {args!r}}} reaches {max(values, key=abs)!r}; expected finite values")
     if key in schema() and schema()[key].type is int:
         values = [round(v) for v in values]
         if len(set(values)) < len(values):
@@ -362,7 +383,7 @@ def _resolve_vars(raw) -> dict[str, list[float]]:
                             "an identifier); choose another")
         value = _expanded(where, value)
         values = value if isinstance(value, list) else [value]
-        if not values or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values):
+        if not values or not all(map(expressions.is_number, values)):
             raise SpecError(f"{where}: got {value!r}; expected a number, a non-empty list of numbers or a range")
         if len(set(values)) < len(values):
             raise SpecError(f"{where}: got repeated values {values!r}")
@@ -425,6 +446,9 @@ def _resolve_derived(exprs: dict[str, Any], variables) -> tuple[Derived, ...]:
         if not setting.traced:
             raise SpecError(f"{key}: got {{expr = {text!r}}}; only float settings can be derived, and {key} "
                             f"({setting.type.__name__}) is static: one compiled program per value")
+        if not setting.sweepable:  # one value for the whole sweep, read outside the runs (escape_threshold)
+            raise SpecError(f"{key}: got {{expr = {text!r}}}; {key} cannot be swept or derived, give one "
+                            f"{_allowed(setting)}")
         names = expressions.names(expressions.parse(text, key))
         refs[key] = tuple(sorted((name, _reference(key, name, variables, leaves)) for name in names))
     ordered: dict[str, Derived] = {}
@@ -580,6 +604,9 @@ def parse_overrides(overrides) -> dict[str, Any]:
 
 def _check_known(key: str):
     known = list(schema()) + ["seeds", "metrics"]
+    if key in TABLES or key == "vars":  # --set model={width = 8}
+        example = next((k for k in known if k.startswith(f"{key}.")), f"{key}.NAME")
+        raise SpecError(f"override {key!r}: [{key}] is a table; set its keys one by one, e.g. {example}=...")
     if key not in schema() and key not in ("seeds", "metrics"):
         table = key.split(".")[0]
         where = f"[{table}] " if table in TABLES else ""
@@ -588,16 +615,12 @@ def _check_known(key: str):
         raise SpecError(f"unknown key {where}'{key}'{hint}")
 
 
-# Seeds of one sweep: each is a row of the plan, held in memory before anything runs.
-MAX_SEEDS = 2**24
-
-
 def _resolve_seeds(raw) -> list[int]:
     if isinstance(raw, int) and not isinstance(raw, bool):
         if raw < 1:
             raise SpecError(f"seeds: got {raw!r}; expected a count >= 1 or a list of integers >= 0")
-        if raw > MAX_SEEDS:
-            raise SpecError(f"seeds: got {raw:,}; expected at most {MAX_SEEDS:,} seeds (each is a row of the plan)")
+        if raw > MAX_VALUES:
+            raise SpecError(f"seeds: got {raw:,}; expected at most {MAX_VALUES:,} seeds (each is a row of the plan)")
         return list(range(raw))
     if (
         isinstance(raw, list)
@@ -664,8 +687,6 @@ def _check_combinations(settings, metric_names):
     """Constraints between settings, checked for every combination the grid contains."""
     if settings["engine.kernel"] == "fused":
         _check_fused_kernel(settings, metric_names)
-    if settings["steps"] > MAX_STEPS:
-        raise SpecError(f"steps: got {settings['steps']:,}; expected at most 2^31 - 1 = {MAX_STEPS:,} (steps are counted in int32)")
     _check_survives_dtype(settings)
     if settings["steps"] // settings["log_every"] + 1 > MAX_LOGS:
         raise SpecError(f"log_every: got {settings['log_every']:,}, which logs {settings['steps'] // settings['log_every'] + 1:,} "
@@ -929,7 +950,7 @@ def _resolve_plot(raw, settings, spec_columns, metric_names) -> dict[str, list[d
         return resolved
 
     def axis(kind, key, value):
-        if value not in by_column:
+        if not isinstance(value, str) or value not in by_column:
             raise SpecError(
                 f"plot.{kind}.{key}: got {value!r}; expected a swept setting: "
                 + (", ".join(spec_columns.values()) or "(nothing is swept)")
@@ -940,6 +961,9 @@ def _resolve_plot(raw, settings, spec_columns, metric_names) -> dict[str, list[d
         chosen = entry["select"] or {}
         if not isinstance(chosen, dict):
             raise SpecError(f"plot.{kind}.select: got {chosen!r}; expected a table {{setting = value}}")
+        for key, value in chosen.items():
+            if not isinstance(value, (str, int, float)):  # a list was compared with the column element-wise
+                raise SpecError(f"plot.{kind}.select.{key}: got {value!r}; expected one value of the setting")
         # A value that is not swept (say after --set model.width=...) skips the figure when it is drawn.
         entry["select"] = {axis(kind, "select", k): v for k, v in chosen.items()} or None
 
@@ -992,15 +1016,37 @@ def _resolve_plot(raw, settings, spec_columns, metric_names) -> dict[str, list[d
     for entry in line_plots:
         entry["x"] = axis("lines", "x", entry["x"])
         entry["y"] = [entry["y"]] if isinstance(entry["y"], str) else entry["y"]
+        if not isinstance(entry["y"], list) or not entry["y"]:
+            raise SpecError(f"plot.lines.y: got {entry['y']!r}; expected a summary column or a non-empty list of them: "
+                            f"{', '.join(summary_columns)}")
         for column in entry["y"]:
-            if column not in summary_columns:
-                raise SpecError(f"plot.lines.y: got {column!r}{_nearest(str(column), summary_columns)}; expected summary columns: {', '.join(summary_columns)}")
+            if not isinstance(column, str) or column not in summary_columns:
+                raise SpecError(f"plot.lines.y: got {column!r}{_nearest(column, summary_columns)}; expected summary columns: {', '.join(summary_columns)}")
         if entry["reduce"] not in REDUCERS:
             raise SpecError(f"plot.lines.reduce: got {entry['reduce']!r}; expected one of {', '.join(REDUCERS)}")
         check_lines("lines", entry)
         check_theory("lines", "overlay", entry, [*spec_columns.values(), *summary_columns])
         entry["file"] = entry["file"] or f"lines_{'_'.join(entry['y'])}_{entry['x']}.png"
+    _check_figure_files([(kind, entry) for kind, entries in (("phase_diagram", phases), ("curves", curves),
+                                                            ("lines", line_plots)) for entry in entries])
     return {"phase_diagram": phases, "curves": curves, "lines": line_plots}
+
+
+def _check_figure_files(figures) -> None:
+    """Each figure's file: a name in a format matplotlib writes (so that no figure is
+    written over history.parquet or spec.toml, or fails after the sweep), one per figure."""
+    from matplotlib.backend_bases import FigureCanvasBase  # only for a spec with figures
+
+    formats = FigureCanvasBase.get_supported_filetypes()
+    seen = set()
+    for kind, entry in figures:
+        name = entry["file"]
+        if not isinstance(name, str) or "\0" in name or Path(name).suffix.lstrip(".") not in formats:
+            raise SpecError(f"plot.{kind}.file: got {name!r}; expected a file name (in the --out folder) ending in "
+                            + ", ".join(f".{f}" for f in formats))
+        if name in seen:
+            raise SpecError(f"plot.{kind}.file: {name!r} is the file of two figures; give each its own")
+        seen.add(name)
 
 
 def _resolve_given(settings, flat, inline_arrays, base) -> given.GivenData | None:
@@ -1037,11 +1083,11 @@ def load(spec, overrides=None) -> Spec:
         path = Path(spec)
         base = path.resolve().parent
         if not path.is_file():
-            raise SpecError(f"spec file not found: {path}")
+            raise SpecError(f"spec file not found: {path}" + (" (it is a folder)" if path.is_dir() else ""))
         with path.open("rb") as f:
             try:
                 raw = tomllib.load(f)
-            except tomllib.TOMLDecodeError as err:
+            except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:  # TOML is UTF-8 text
                 raise SpecError(f"{path}: not valid TOML: {err}") from None
     elif isinstance(spec, dict):
         raw = copy.deepcopy(spec)
@@ -1056,8 +1102,8 @@ def load(spec, overrides=None) -> Spec:
     zip_raw = flat.pop("zip", [])
     inline_arrays = {k: flat.pop(f"data.{k}") for k in given.ARRAY_NAMES if f"data.{k}" in flat}
     for key, value in parse_overrides(overrides).items():
-        if key == "plot" or key.startswith("plot."):
-            raise SpecError(f"override {key!r}: plot tables cannot be overridden; edit the spec")
+        if key in ("plot", "plugins") or key.startswith("plot."):
+            raise SpecError(f"override {key!r}: {key.partition('.')[0]} cannot be overridden; edit the spec")
         if key.startswith(VAR_PREFIX):  # --set vars.c=[0.5, 1]
             raw_vars = {**raw_vars, key.removeprefix(VAR_PREFIX): value}
         elif key in DESIGN_KEYS:
