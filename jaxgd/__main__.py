@@ -1,7 +1,5 @@
 """`python -m jaxgd`: the command line."""
 
-import sys
+from jaxgd.front.cli import command
 
-from jaxgd.front.cli import main
-
-sys.exit(main())
+command()

@@ -15,6 +15,7 @@ shows the traceback instead."""
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 from functools import partial
@@ -324,5 +325,10 @@ def main(argv=None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def command() -> None:
+    """The `jaxgd` command (and `python -m jaxgd`): main, then the end of the process."""
+    status = main()
+    # Everything is written: spare the exit its last garbage collection over every object
+    # of JAX, pandas and matplotlib (0.4 s of a 0.5 s teardown, measured).
+    gc.freeze()
+    sys.exit(status)
