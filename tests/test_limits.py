@@ -11,6 +11,7 @@ from conftest import make_spec
 
 import jaxgd
 from jaxgd import SpecError
+from jaxgd.engine import dispatch as engine
 from jaxgd.errors import SizeError
 from jaxgd.sweep import expressions
 
@@ -61,6 +62,22 @@ def test_a_random_design_of_too_many_samples_is_refused_by_its_size(no_compile):
     spec = make_spec(design="random", samples=10**30, optimizer={"lr": {"logspace": [-3, 0, 4]}})
     with pytest.raises(SizeError, match="the sweep has 2,000,000,000,000,000,000,000,000,000,000 runs"):
         jaxgd.run(spec, progress=False)
+
+
+def test_a_run_whose_random_draw_cannot_fit_is_refused_naming_its_data_set_counts(monkeypatch):
+    """A teacher of 2 * 10^9 hidden units in d = 64 is 1.3 * 10^11 values of the run's draw
+    (made before its program), 512 GiB: refused before anything compiles (at 10^9 x 8 it hung,
+    allocating), naming the setting."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("compiled: the size check should have refused first")
+
+    monkeypatch.setattr(engine, "compile_group", refuse)
+    monkeypatch.setattr(engine, "compile_draws", refuse)
+    spec = make_spec(seeds=1, data={"name": "two_layer_teacher", "teacher_width": 2 * 10**9, "n": 8, "d": 64})
+    with pytest.raises(SizeError, match=r"data\.teacher_width = 2,000,000,000 needs about 512\.0 GiB") as err:
+        jaxgd.run(spec, progress=False)
+    assert "data.clusters" not in str(err.value)  # a setting of another data set
 
 
 def test_large_integers_in_expressions_are_floats_for_jax():

@@ -191,7 +191,8 @@ def execute(plan: Plan, progress: bool = True, *, todo: np.ndarray | None = None
     mesh = local_mesh()
     n_todo = int(sum(todo[g.run_ids].sum() for g in plan.groups))
     groups = [g for g in plan.groups if todo[g.run_ids].any()]
-    planning.refuse_runs_too_large(groups)
+    lengths = draw_lengths(groups) if groups else []
+    planning.refuse_runs_too_large(groups, lengths)
 
     start, compile_s, waited_s, programs, calls, sizes, halvings = time.perf_counter(), 0.0, 0.0, 0, 0, set(), []
     hits_before = compile_cache.hits()
@@ -211,7 +212,6 @@ def execute(plan: Plan, progress: bool = True, *, todo: np.ndarray | None = None
     # Every program is compiled ahead, in threads, in the order the groups run (the draw
     # programs first: every group needs one): the next groups compile while one runs; the
     # runs wait only for a program not yet done.
-    lengths = draw_lengths(groups) if groups else []
     pool = ThreadPoolExecutor(compile_workers(), thread_name_prefix="jaxgd-compile")
     draws_ahead = {length: pool.submit(compile_draws, length, groups[0].static) for length in dict.fromkeys(lengths)}
     ahead = [compile_ahead(pool, group, mesh, length) for group, length in zip(groups, lengths)]

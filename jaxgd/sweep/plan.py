@@ -177,17 +177,21 @@ def metric_bytes(static: Static) -> int:
     return max(counts, default=0) * (d + 6 * m) * static["dtype"].itemsize
 
 
-def refuse_runs_too_large(groups) -> None:
-    """SizeError, before anything compiles, if one run of a group (or one of its metrics'
-    evaluations) needs more memory than a device has: XLA would fail allocating it, or
-    abort the process."""
+def refuse_runs_too_large(groups, draw_lengths) -> None:
+    """SizeError, before anything compiles, if one run of a group (with its random draw
+    of `draw_lengths` float32 values: data, teacher and initial parameters, made before
+    its program), or one of its metrics' evaluations, needs more memory than a device
+    has: XLA would fail allocating it, or abort the process."""
     memory = accelerator_memory() or host_memory()
-    for group in groups:
-        need = bytes_per_run(group.static)
+    for group, length in zip(groups, draw_lengths):
+        need = bytes_per_run(group.static) + 4 * length
         if need > memory:
-            sizes = ", ".join(f"{k} = {group.static[k]:,}" for k in RUN_SIZE_KEYS)
+            # the run's sizes, and the counts its data set declares (data.teacher_width, ...)
+            dataset = Config(group.static, {}).chosen("dataset")
+            keys = dict.fromkeys(RUN_SIZE_KEYS + tuple(s.key for s in dataset.settings if s.type is int))
+            sizes = ", ".join(f"{k} = {group.static[k]:,}" for k in keys)
             raise SizeError(f"one run with {sizes} needs about {need / 2**30:,.1f} GiB, more than the "
-                            f"{memory / 2**30:,.1f} GiB of a device here; make {', '.join(RUN_SIZE_KEYS)} smaller")
+                            f"{memory / 2**30:,.1f} GiB of a device here; make {', '.join(keys)} smaller")
         need = metric_bytes(group.static)
         if need > memory:
             counts = ", ".join(f"{k} = {group.static[k]:,}" for k in SAMPLE_COUNT_KEYS)
