@@ -136,7 +136,8 @@ def collect(out, *, progress=True, plots=True) -> Results:
 
 
 def _save_figures(results, entries, out) -> None:
-    from jaxgd.front import plot  # matplotlib takes half a second to import: only for figures
+    # matplotlib takes half a second to import: only for figures
+    from jaxgd.front import plot
 
     plot.save_figures(results, entries, out)
 
