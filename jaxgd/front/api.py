@@ -185,7 +185,7 @@ def _params_at(folder, plan, group, position, step) -> dict:
     layers = saved_params(folder).of(int(group.run_ids[position])) if folder and step in kept_steps else None
     if layers is not None:  # kept by a finished run
         return {layer: values[kept_steps.index(step)] for layer, values in layers.items()}
-    static = planning.Static(tuple(sorted({**dict(group.static.items), "save_params": (int(step),)}.items())))
+    static = planning.Static.of({**dict(group.static.items), "save_params": (int(step),)})
     hyper = {k: v[position] for k, v in group.hyper.items()}
     _, _, saved = jax.jit(partial(loop.train_run, static))(hyper, group.seeds[position])
     return {layer: values[0] for layer, values in jax.device_get(saved).items()}

@@ -21,6 +21,7 @@ import json
 from pathlib import Path
 
 import jaxgd
+from jaxgd.sweep import plan as planning
 from jaxgd.sweep import spec as specs
 
 # What computes a run's values: the science, the plan that binds settings, the engine.
@@ -76,9 +77,8 @@ def growable(spec: specs.Spec) -> list[tuple[str, ...]]:
     gaining them together: the seeds, each zip group (a row of its lists at a time) and
     every other axis of the grid, but not the axes a random design samples (more samples
     are other points, not more of them)."""
-    sampled = {axis for axis, _, _ in spec.design.ranges} if spec.design else set()
-    zipped = {axis for group in spec.zip for axis in group}
-    return [("seeds",), *spec.zip, *((axis,) for axis in spec.axes if axis not in zipped | sampled)]
+    sampled = planning.sampled_axes(spec)
+    return [("seeds",), *(group for group in planning.axis_groups(spec) if group != sampled)]
 
 
 def grown(old: dict, new: dict, groups: list[tuple[str, ...]]) -> set[str]:

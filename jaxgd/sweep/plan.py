@@ -49,6 +49,11 @@ class Static:
 
     items: tuple[tuple[str, Any], ...]
 
+    @classmethod
+    def of(cls, settings: dict[str, Any]) -> Static:
+        """The Static of `settings`, in key order: equal settings, equal Static."""
+        return cls(tuple(sorted(settings.items(), key=lambda kv: kv[0])))
+
     @cached_property
     def _lookup(self) -> dict[str, Any]:
         return dict(self.items)
@@ -296,31 +301,36 @@ def design_points(spec: Spec) -> tuple[tuple[str, ...], list[tuple]]:
     for u, one in zip(unit.T, design.ranges):
         low, high, log = design.bounds(one)
         columns.append(10.0 ** (np.log10(low) + u * np.log10(high / low)) if log else low + u * (high - low))
-    return tuple(axis for axis, _, _ in design.ranges), [tuple(map(float, row)) for row in zip(*columns)]
+    return sampled_axes(spec), [tuple(map(float, row)) for row in zip(*columns)]
+
+
+def sampled_axes(spec: Spec) -> tuple[str, ...]:
+    """The axes the spec's random design samples (none without one)."""
+    return tuple(axis for axis, _, _ in spec.design.ranges) if spec.design else ()
+
+
+def axis_groups(spec: Spec) -> list[tuple[str, ...]]:
+    """The factors of the grid: each a group of axes that move together (a zip group, the
+    axes a random design samples) or one axis alone, in the order of spec.axes."""
+    together = {axis: tuple(group) for group in spec.zip for axis in group}
+    together.update({axis: sampled_axes(spec) for axis in sampled_axes(spec)})
+    return [group for axis in spec.axes if (group := together.get(axis, (axis,)))[0] == axis]
 
 
 def grid_size(spec: Spec) -> int:
-    """The number of points of the grid (without seeds), counted as grid_points makes them
-    (a zip group, or a random design's samples, one factor), without making them."""
-    sampled = tuple(axis for axis, _, _ in spec.design.ranges) if spec.design else ()
-    first_of_group = {group[0] for group in spec.zip}
-    zipped = {axis for group in spec.zip for axis in group} - first_of_group
-    return (spec.design.samples if sampled else 1) * math.prod(
-        len(axis_values(spec, axis)) for axis in spec.axes if axis not in sampled and axis not in zipped)
+    """The number of points of the grid (without seeds), as grid_points makes them,
+    without making them."""
+    sampled = sampled_axes(spec)
+    return math.prod(spec.design.samples if group == sampled else len(axis_values(spec, group[0]))
+                     for group in axis_groups(spec))
 
 
 def grid_points(spec: Spec) -> pd.DataFrame:
     """One row per point of the grid (without seeds), a column per axis: the product of
-    the axes, where the axes of a zip group, or those a random design samples, count as
-    one that moves them together."""
-    zipped = {axis: group for group in spec.zip for axis in group}
-    sampled = design_points(spec) if spec.design else ((), [])
-    zipped.update({axis: sampled[0] for axis in sampled[0]})
-    factors = []  # each a group of axes and its rows of values
-    for axis in spec.axes:
-        group = zipped.get(axis, (axis,))
-        if group[0] == axis:
-            factors.append((group, sampled[1] if group == sampled[0] else list(zip(*(axis_values(spec, a) for a in group)))))
+    its factors (axis_groups), each moving its axes together."""
+    sampled, samples = design_points(spec) if spec.design else ((), [])
+    factors = [(group, samples if group == sampled else list(zip(*(axis_values(spec, a) for a in group))))
+               for group in axis_groups(spec)]  # each a group of axes and its rows of values
     columns = {}
     for (group, rows), at in zip(factors, grid_positions([len(rows) for _, rows in factors])):
         for i, axis in enumerate(group):
@@ -394,7 +404,7 @@ def from_grid(spec: Spec, grid: pd.DataFrame) -> Plan:
     for rows in (by_group[g] for g in np.argsort(first)):
         values = {k: grid[k].iloc[rows[0]] for k in static_swept}
         values = {k: v.item() if isinstance(v, np.generic) else v for k, v in values.items()}
-        static = Static(tuple(sorted({**base, **values}.items(), key=lambda kv: kv[0])))
+        static = Static.of({**base, **values})
         # an unswept setting is one value seen by every run (a view, no copy per run)
         hyper = {
             k: grid[k].to_numpy()[rows].astype(dtype) if k in swept else np.broadcast_to(np.asarray(v, dtype), len(rows))
