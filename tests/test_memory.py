@@ -15,6 +15,10 @@ from scale_helpers import sweep
 
 import jaxgd
 from jaxgd.engine import dispatch as engine
+from jaxgd.engine import loop
+from jaxgd.front import api
+from jaxgd.sweep import plan as planning
+from jaxgd.sweep import spec as specs
 
 METRICS = ["train_loss", "test_loss", "grad_norm"]
 
@@ -74,3 +78,54 @@ def test_errors_other_than_out_of_memory_are_raised(monkeypatch):
     monkeypatch.setattr(engine, "compile_group", broken)
     with pytest.raises(jax.errors.JaxRuntimeError, match="INTERNAL"):
         jaxgd.run(sweep(), progress=False)
+
+
+def chunk_size(spec) -> int:
+    (group,) = planning.make(specs.load(spec)).groups
+    return group.chunk_size
+
+
+def test_kept_parameters_and_online_batches_count_in_a_runs_memory():
+    """Parameters kept at many steps, and online SGD's fresh batches, take memory a chunk
+    must hold: under the same budget they leave room for fewer runs."""
+    spec = make_spec(seeds=64, steps=100, log_every=10, data={"name": "linear_teacher", "d": 64}, model={"width": 32},
+                     engine={"memory_budget_mb": 1})
+    kept = make_spec(spec, save_params=list(range(0, 101, 10)))
+    assert chunk_size(kept) < chunk_size(spec)
+    online = make_spec(spec, data={"name": "single_index", "n": 1, "n_test": 1, "d": 64},
+                       optimizer={"name": "online_sgd", "lr": 0.1, "batch_size": 1})
+    large_batches = make_spec(online, optimizer={"name": "online_sgd", "lr": 0.1, "batch_size": 512})
+    assert chunk_size(large_batches) < chunk_size(online)
+
+
+def test_a_groups_draw_is_its_own_whatever_else_the_sweep_holds():
+    """A narrow group's program reads its own runs' draw (what a run takes, rounded up to a
+    power of two), not the longest of the sweep, even when both are made by one draw
+    program: its memory and its program do not change when a wider group joins, nor do
+    its numbers."""
+    narrow = make_spec(seeds=2, steps=20, log_every=10, model={"width": 8})
+    both = make_spec(narrow, model={"width": [8, 32]})
+    alone_groups, joint_groups = (planning.make(specs.load(s)).groups for s in (narrow, both))
+    (alone,), joint = engine.draw_lengths(alone_groups), engine.draw_lengths(joint_groups)
+    assert joint[0] == alone < joint[1] <= 8 * alone
+    assert engine.drawn_at(joint) == [joint[1], joint[1]]  # one draw program for both
+    with jax.default_device(jax.devices()[0]):
+        taken = loop.values_taken(alone_groups[0].static, alone_groups[0].hyper)
+    assert taken <= alone < 2 * taken
+
+    alone_run, joint_run = (jaxgd.run(s, progress=False) for s in (narrow, both))
+    assert joint_run.stats["draw_programs"] == 1
+    rows = joint_run.history[joint_run.history["width"] == 8].drop(columns="width").reset_index(drop=True)
+    pd.testing.assert_frame_equal(rows.drop(columns="run_id"), alone_run.history.drop(columns="run_id"), check_exact=True)
+
+
+def test_the_dry_run_counts_each_runs_random_draw_in_a_chunks_memory():
+    """Data drawn before the program (here 1,000 samples of dimension 200 for a net of
+    width 4) are held through it: the estimate of a chunk's memory counts them."""
+    spec = make_spec(seeds=8, data={"name": "linear_teacher", "n": 1000, "n_test": 1000, "d": 200},
+                     model={"width": 4})
+    (group,) = planning.make(specs.load(spec)).groups
+    with jax.default_device(jax.devices()[0]):
+        taken = loop.values_taken(group.static, group.hyper)
+    (estimated,) = api.estimate(spec).groups
+    assert estimated["chunk_bytes"] >= group.chunk_size * (planning.bytes_per_run(group.static) + 4 * taken)

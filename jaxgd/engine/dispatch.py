@@ -101,15 +101,23 @@ def lower_group(group: Group, size: int, mesh: Mesh, draw_length: int):
 
 
 def draw_lengths(groups: list[Group]) -> list[int]:
-    """The length of each group's draw, made before its program: what a run takes, rounded
-    up to a power of two, or the sweep's longest where that is at most 8 times as long (one
-    draw program for most sweeps, drawing at most 8 times what a run takes)."""
-    own = []
+    """The length of each group's draw, the Drawn its program reads: what a run takes,
+    rounded up to a power of two (so that a group's program, and the memory its draws
+    hold, depend on its own runs alone, whatever else the sweep holds)."""
+    lengths = []
     for group in groups:
         with numerics(group.static):
-            own.append(1 << (values_taken(group.static, group.hyper) - 1).bit_length())
-    longest = max(own)
-    return [longest if longest <= 8 * length else length for length in own]
+            lengths.append(1 << (values_taken(group.static, group.hyper) - 1).bit_length())
+    return lengths
+
+
+def drawn_at(lengths: list[int]) -> list[int]:
+    """The length each group's draws are made at (then cut to its own: a draw's first values
+    do not depend on its length, rng): the sweep's longest where that is at most 8 times the
+    group's own, else its own. One draw program for most sweeps, drawing at most 8 times
+    what a run takes."""
+    longest = max(lengths, default=0)
+    return [longest if longest <= 8 * length else length for length in lengths]
 
 
 # A draw program makes the Drawn of this many runs a call (fewer for long draws: at most
@@ -128,11 +136,15 @@ def compile_draws(length: int, static: Static):
     return (compiled, block), time.perf_counter() - start
 
 
-def draw(draws, seeds: np.ndarray) -> rng.Drawn:
-    """The rng.Drawn of each seed (NumPy arrays), from a compiled draw program and its block."""
+def draw(draws, seeds: np.ndarray, length: int) -> rng.Drawn:
+    """The rng.Drawn of each seed (NumPy arrays), its first `length` values, from a compiled
+    draw program and its block."""
     program, block = draws
     padded = np.concatenate([seeds, np.full(-len(seeds) % block, seeds[0], seeds.dtype)])
-    blocks = jax.device_get([program(padded[i : i + block]) for i in range(0, len(padded), block)])
+    blocks = []
+    for i in range(0, len(padded), block):
+        drawn = jax.device_get(program(padded[i : i + block]))
+        blocks.append(rng.Drawn(keys=drawn.keys, values=drawn.values[:, :length]))
     return jax.tree.map(lambda *arrays: np.concatenate(arrays)[: len(seeds)], *blocks)
 
 
@@ -191,7 +203,7 @@ def execute(plan: Plan, progress: bool = True, *, todo: np.ndarray | None = None
     mesh = local_mesh()
     n_todo = int(sum(todo[g.run_ids].sum() for g in plan.groups))
     groups = [g for g in plan.groups if todo[g.run_ids].any()]
-    lengths = draw_lengths(groups) if groups else []
+    lengths = draw_lengths(groups)
     planning.refuse_runs_too_large(groups, lengths)
 
     start, compile_s, waited_s, programs, calls, sizes, halvings = time.perf_counter(), 0.0, 0.0, 0, 0, set(), []
@@ -213,17 +225,18 @@ def execute(plan: Plan, progress: bool = True, *, todo: np.ndarray | None = None
     # programs first: every group needs one): the next groups compile while one runs; the
     # runs wait only for a program not yet done.
     pool = ThreadPoolExecutor(compile_workers(), thread_name_prefix="jaxgd-compile")
-    draws_ahead = {length: pool.submit(compile_draws, length, groups[0].static) for length in dict.fromkeys(lengths)}
+    made_at = drawn_at(lengths)
+    draws_ahead = {length: pool.submit(compile_draws, length, groups[0].static) for length in dict.fromkeys(made_at)}
     ahead = [compile_ahead(pool, group, mesh, length) for group, length in zip(groups, lengths)]
     draw_programs = {}
     try:
         with bar:
-            for group, future, length in zip(groups, ahead, lengths):
+            for group, future, length, drawn_length in zip(groups, ahead, lengths, made_at):
                 positions = np.flatnonzero(todo[group.run_ids])
                 size = group.chunk_size
                 with numerics(group.static):
-                    if length not in draw_programs:
-                        draw_programs[length] = wait(draws_ahead[length])
+                    if drawn_length not in draw_programs:
+                        draw_programs[drawn_length] = wait(draws_ahead[drawn_length])
                     (compiled, group_mesh), programs = wait(future), programs + 1
                     while len(positions):
                         try:
@@ -231,7 +244,7 @@ def execute(plan: Plan, progress: bool = True, *, todo: np.ndarray | None = None
                                 (compiled, group_mesh), seconds = compile_group(group, size, mesh, length)
                                 compile_s, waited_s, programs = compile_s + seconds, waited_s + seconds, programs + 1
                             padded, real = next_call(positions, size, group_mesh.size)
-                            drawn = draw(draw_programs[length], group.seeds[padded])
+                            drawn = draw(draw_programs[drawn_length], group.seeds[padded], length)
                             inputs = jax.device_put(({k: v[padded] for k, v in group.hyper.items()}, drawn),
                                                     NamedSharding(group_mesh, P("runs")))
                             chunk_history, chunk_diverged, chunk_params = jax.device_get(compiled(*inputs))

@@ -28,7 +28,8 @@ def estimate(spec, *, overrides=None, out=None) -> preflight.Estimate:
     host.use_all_cores()
     resolved = specs.load(spec, overrides)
     preflight.refuse_plan_too_large(resolved)
-    return preflight.estimate(planning.make(resolved), out)
+    plan = planning.make(resolved)
+    return preflight.estimate(plan, out, engine.draw_lengths(plan.groups))
 
 
 def run(spec, *, overrides=None, out=None, progress=True, compile_cache_dir=None, plots=True,

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from jaxgd.errors import SizeError, SpecError
-from jaxgd.science import registry
+from jaxgd.science import optim, registry
 from jaxgd.sweep import designs
 from jaxgd.sweep.spec import VAR_PREFIX, ByAttribute, Spec, check_in_dtype, logged_steps, schema
 
@@ -119,17 +119,21 @@ def run_settings(group: "Group", position: int) -> dict[str, Any]:
     return settings
 
 
-def bytes_per_run(static: Static) -> int:
-    """A generous estimate of the device memory one run of a vmapped chunk holds."""
+def bytes_per_run(static: Static, draw_length: int = 0) -> int:
+    """A generous estimate of the device memory one run of a vmapped chunk holds, with its
+    random draw of `draw_length` float32 values (rng.Drawn: made before its program, held
+    through it; known to the engine alone, which traces what a run takes)."""
     n, n_test, d, m = (static[k] for k in ("data.n", "data.n_test", "data.d", "model.width"))
     n_logs = len(logged_steps(static["steps"], static["log_every"]))
+    # online SGD's batch: fresh samples, and the values they are cut from, at every step
+    fresh = static["optimizer.batch_size"] if static["optimizer.name"] in optim.ONLINE else 0
     values = (
-        (n + n_test) * (d + 1)  # the data set
-        + 8 * m * (d + 2)  # parameters, gradients, optimizer state, updates
-        + 6 * max(n, n_test) * m  # hidden activations, forward and backward
+        (n + n_test + 2 * fresh) * (d + 1)  # the data set, and a fresh batch
+        + (8 + len(static["save_params"])) * m * (d + 2)  # parameters, gradients, optimizer state, updates; kept ones
+        + 6 * max(n, n_test, fresh) * m  # hidden activations, forward and backward
         + n_logs * len(static["metrics"])  # the logged history
     )
-    return values * static["dtype"].itemsize
+    return values * static["dtype"].itemsize + 4 * draw_length
 
 
 def on_host() -> bool:
@@ -189,7 +193,7 @@ def refuse_runs_too_large(groups, draw_lengths) -> None:
     has: XLA would fail allocating it, or abort the process."""
     memory = accelerator_memory() or host_memory()
     for group, length in zip(groups, draw_lengths):
-        need = bytes_per_run(group.static) + 4 * length
+        need = bytes_per_run(group.static, length)
         if need > memory:
             # the run's sizes, and the counts its data set declares (data.teacher_width, ...)
             dataset = Config(group.static, {}).chosen("dataset")

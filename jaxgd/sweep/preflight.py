@@ -78,17 +78,20 @@ def _size(n: float) -> str:
     raise AssertionError
 
 
-def estimate(plan: planning.Plan, out=None) -> Estimate:
+def estimate(plan: planning.Plan, out=None, draw_lengths: list[int] | None = None) -> Estimate:
+    """The plan's estimates; a chunk's device memory counts its runs' random draws where
+    `draw_lengths` (the engine's, one per group) are given, as for `jaxgd run --dry-run`
+    (tracing each group for them is left out where only tables and disk are checked)."""
     spec, n_logs = plan.spec, len(plan.logged_steps)
     item = plan.dtype.itemsize
     varying = [k for k in spec.swept if not planning.is_traced(k)]
     groups, flops, params_bytes = [], 0.0, 0
     n_saved = len(spec.settings["save_params"])
-    for group in plan.groups:
+    for group, draw_length in zip(plan.groups, draw_lengths or [0] * len(plan.groups)):
         runs = len(group.run_ids)
         groups.append({"settings": {k: group.static[k] for k in varying}, "runs": runs, "chunk_size": group.chunk_size,
                        "chunks": math.ceil(runs / group.chunk_size), "strategy": group.strategy,
-                       "chunk_bytes": group.chunk_size * planning.bytes_per_run(group.static)})
+                       "chunk_bytes": group.chunk_size * planning.bytes_per_run(group.static, draw_length)})
         n, d, m = (group.static[k] for k in ("data.n", "data.d", "model.width"))
         flops += 4.0 * n * d * m * runs * plan.steps
         params_bytes += runs * n_saved * m * (d + 1 + group.static["model.bias"]) * item  # W, a and b
@@ -143,7 +146,9 @@ def describe(est: Estimate) -> str:
         lines.append(f"  {settings}: {g['runs']:,} runs in {g['chunks']:,} chunk{'s' * (g['chunks'] != 1)} of {g['chunk_size']:,} "
                      f"({g['strategy']}, about {_size(g['chunk_bytes'])} a chunk)")
     lines += [
-        f"device memory: about {_size(est.device_bytes)} for the largest chunk, of {_size(est.device_limit)}",
+        f"device memory: about {_size(est.device_bytes)} for the largest chunk, of {_size(est.device_limit)}"
+        + (" (more than a device has: chunks that run out of memory are halved)" if est.device_bytes > est.device_limit
+           else ""),
         f"host memory for the tables: about {_size(est.table_bytes)}, of {_size(est.host_limit)}",
     ]
     if est.saved_steps:
