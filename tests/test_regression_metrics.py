@@ -25,15 +25,20 @@ def test_lipschitz_upper_bound_and_operator_norm_match_numpy():
         assert row.symmetry_C == pytest.approx(np.sum(W**2) - np.sum(a**2), rel=1e-12)
 
 
-def test_ntk_smallest_eigenvalue_matches_numpy():
-    spec = make_spec(**STEP0, metrics=["ntk_min_eig"], data={"n": 6}, model={"activation": "tanh", "width": 5, "bias": True, "b_scale": 0.3})
+@pytest.mark.parametrize("kappa_a", [1.0, 0.0, 10.0])
+def test_ntk_smallest_eigenvalue_matches_numpy(kappa_a):
+    """K = sum_l kappa_l J_l J_l^T, the kernel of gradient descent with per-layer step sizes:
+    J J^T at the default factors, the first layer's (and bias's) alone at kappa_a = 0."""
+    spec = make_spec(**STEP0, metrics=["ntk_min_eig"], data={"n": 6}, optimizer={"lr": 0.1, "lr_scale_a": kappa_a},
+                     model={"activation": "tanh", "width": 5, "bias": True, "b_scale": 0.3})
     row, run = first_row(spec, 1)
     X, W, a, b = run["X_train"], run["params"]["W"], run["params"]["a"], run["params"]["b"]
     c = 5**-0.5
     pre = X @ W.T + b
-    dW = c * (a * (1 - np.tanh(pre) ** 2))[:, :, None] * X[:, None, :]  # (n, m, d)
-    J = np.concatenate([dW.reshape(6, -1), c * np.tanh(pre), c * a * (1 - np.tanh(pre) ** 2)], axis=1)
-    assert row.ntk_min_eig == pytest.approx(np.linalg.eigvalsh(J @ J.T)[0], rel=1e-8)
+    J_W = (c * (a * (1 - np.tanh(pre) ** 2))[:, :, None] * X[:, None, :]).reshape(6, -1)  # (n, m d)
+    J_a, J_b = c * np.tanh(pre), c * a * (1 - np.tanh(pre) ** 2)
+    K = J_W @ J_W.T + kappa_a * J_a @ J_a.T + J_b @ J_b.T
+    assert row.ntk_min_eig == pytest.approx(np.linalg.eigvalsh(K)[0], rel=1e-8)
 
 
 def test_ntk_only_at_chosen_steps():

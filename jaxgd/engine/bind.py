@@ -23,6 +23,7 @@ class Science(NamedTuple):
     step_size: Callable  # t -> lr_t
     constrain: Callable  # (W, W0) -> W after a step
     trained: tuple[str, ...]  # the layers gradient descent updates
+    lr_scales: dict[str, jnp.ndarray]  # layer -> the factor of its step size (optimizer.lr_scale_<layer>)
     metrics: dict[str, Callable]  # name -> metric(snapshot)
     tracks: frozenset  # what the loop tracks step by step for the metrics: "hessian", "increases"
 
@@ -67,6 +68,7 @@ def science(cfg: Config) -> Science:
         constrain=cfg.component("constraint"),
         trained=models.trainable_layers(bias=cfg.model.bias, train_W=cfg.model.train_W,
                                         train_a=cfg.model.train_a, train_b=cfg.model.train_b),
+        lr_scales={layer: cfg.value(f"optimizer.lr_scale_{layer}") for layer in models.LAYERS},
         metrics={name: cfg.bind(metric) for name, metric in chosen_metrics.items()},
         tracks=frozenset(m.declared("tracks") for m in chosen_metrics.values()) - {None},
     )

@@ -155,7 +155,6 @@ def kernel(static: Static, keys: tuple[str, ...], rows: Rows, test_rows: Rows, r
     checking divergence and, while the run is alive, updating the trained layers."""
     cfg = Config(static, {key: refs["hyper"][i] for i, key in enumerate(keys)})
     run, width, bound = science(cfg), cfg.model.width, cfg.engine.divergence_bound
-    lr_scales = {"W": cfg.optimizer.lr_scale_W, "a": cfg.optimizer.lr_scale_a, "b": cfg.optimizer.lr_scale_b}
     steps, every = cfg.steps, cfg.log_every
     n_logs = len(logged_steps(steps, every))
 
@@ -176,7 +175,7 @@ def kernel(static: Static, keys: tuple[str, ...], rows: Rows, test_rows: Rows, r
         # theta <- theta - lr_t * (lr_scale * grad), as optax computes it
         lr = run.step_size(t)
         return state._replace(params={
-            name: jnp.where(state.alive, p - lr * (lr_scales[name] * grads[name]), p)
+            name: jnp.where(state.alive, p - lr * (run.lr_scales[name] * grads[name]), p)
             if name in run.trained else p
             for name, p in state.params.items()
         })

@@ -88,9 +88,11 @@ def sharpness0(cfg: Config, start: RunSetup) -> jax.Array:
 
 
 def ntk0(cfg: Config, start: RunSetup) -> jax.Array:
-    """Top eigenvalue of the empirical NTK Gram matrix over the training inputs at initialization."""
+    """Top eigenvalue of the empirical NTK Gram matrix over the training inputs at
+    initialization (metrics.ntk_gram: each layer's part weighted by its step size factor)."""
     run = science(cfg)
-    return jnp.linalg.eigvalsh(metrics.ntk_gram(run.network, start.params, run.trained, start.data.X_train))[-1]
+    return jnp.linalg.eigvalsh(metrics.ntk_gram(run.network, start.params, start.data.X_train, trained=run.trained,
+                                                lr_scales=run.lr_scales))[-1]
 
 
 INIT_QUANTITIES = {"sharpness0": sharpness0, "ntk0": ntk0}
@@ -186,8 +188,7 @@ def train_run(static: Static, hyper: dict, seed):
     run = science(cfg)
     data, params = start.data, start.params
     trainable, frozen = models.split(params, run.trained)
-    optimizer = optim.descent(run.step_size, lr_scales={"W": cfg.optimizer.lr_scale_W, "a": cfg.optimizer.lr_scale_a,
-                                                        "b": cfg.optimizer.lr_scale_b})
+    optimizer = optim.descent(run.step_size, lr_scales=run.lr_scales)
     batch = partial(optim.BATCHES[cfg.optimizer.name], sample_fresh=lambda key, n: sample_fresh(key, n),
                     batch_size=cfg.optimizer.batch_size, sampling=cfg.optimizer.sampling)
 
@@ -257,7 +258,7 @@ def train_run(static: Static, hyper: dict, seed):
         snapshot = metrics.Snapshot(
             params={**frozen, **state.trainable}, initial=params, anchor=state.anchor, data=data,
             teacher=start.teacher, step=step, key=jax.random.fold_in(start.metrics_key, step), tracked=tracked,
-            predict=run.network, loss=run.loss_of, trained=run.trained, lr=run.step_size(step),
+            predict=run.network, loss=run.loss_of, trained=run.trained, lr_scales=run.lr_scales, lr=run.step_size(step),
             sample_fresh=sample_fresh, cfg=cfg)
         values = measure(cfg, run, snapshot)
         state = check_divergence(state, loss(state.trainable, data.X_train, data.y_train), step)

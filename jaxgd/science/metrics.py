@@ -28,6 +28,7 @@ class Snapshot(NamedTuple):
     predict: Network  # f(params, X) -> (n,)
     loss: Callable  # the training loss (params, X, y) -> scalar
     trained: tuple  # names of the trained layers
+    lr_scales: dict  # layer -> the factor of its step size (optimizer.lr_scale_<layer>)
     lr: jax.Array  # the step size lr_t of the update at this step
     sample_fresh: Callable  # (key, n) -> n fresh samples (X, y) of a generated data set
     cfg: Any  # the run's settings, read by attribute: s.cfg.model.width
@@ -152,17 +153,22 @@ def pattern_flips(s):
 
 @metric("ntk_min_eig", at_ntk_steps=True)
 def ntk_min_eig(s):
-    """Smallest eigenvalue of the empirical NTK Gram matrix K = J J^T over the training
-    inputs, J the Jacobian of f(X) in the trained layers."""
-    return jnp.linalg.eigvalsh(ntk_gram(s.predict, s.params, s.trained, s.data.X_train))[0]
+    """Smallest eigenvalue of the empirical NTK Gram matrix over the training inputs,
+    K = sum_l kappa_l J_l J_l^T, J_l the Jacobian of f(X) in trained layer l and kappa_l
+    its step size factor (optimizer.lr_scale_<l>): the kernel of gradient descent with
+    per-layer step sizes, df = -lr K grad_f L. With every factor 1 (the default) it is
+    the usual J J^T; a layer of factor 0 (kappa = 0: the first layer alone) adds nothing."""
+    return jnp.linalg.eigvalsh(ntk_gram(s.predict, s.params, s.data.X_train, trained=s.trained,
+                                        lr_scales=s.lr_scales))[0]
 
 
-def ntk_gram(predict, params, trained, X):
-    """The empirical NTK Gram matrix K = J J^T over the inputs X, J the Jacobian of
-    f(X) = predict(params, X) in the trained layers."""
+def ntk_gram(predict, params, X, *, trained, lr_scales):
+    """The empirical NTK Gram matrix K = sum_l lr_scales[l] J_l J_l^T over the inputs X,
+    J_l the Jacobian of f(X) = predict(params, X) in trained layer l."""
     frozen = {k: v for k, v in params.items() if k not in trained}
     jacobian = jax.jacrev(lambda t: predict({**frozen, **t}, X))({k: v for k, v in params.items() if k in trained})
-    J = jnp.concatenate([j.reshape(X.shape[0], -1) for j in jax.tree.leaves(jacobian)], axis=1)
+    # one product of the blocks scaled by sqrt(kappa_l) (factors are >= 0): the usual J J^T, to the bit, at factors 1
+    J = jnp.concatenate([jnp.sqrt(lr_scales[layer]) * j.reshape(X.shape[0], -1) for layer, j in sorted(jacobian.items())], axis=1)
     return J @ J.T
 
 
@@ -269,16 +275,17 @@ def _committee_setting(cfg):
 
 @metric("committee_risk", teacher_direction=True, requires=_committee_setting)
 def committee_risk(s):
-    """Population risk E 0.5 (f - y)^2 in closed form for f = c_m sum_j a_j u_j^2,
-    u_j = w_j . x / sqrt(d), and y = v^2 + sqrt(Delta) z, v = w* . x / sqrt(d),
+    """Risk E 0.5 (f - v^2)^2 in closed form, as paper 5's authors define it (without the
+    label noise: population_risk, on noisy labels y = v^2 + sqrt(Delta) z, is this plus
+    Delta / 2), for f = c_m sum_j a_j u_j^2, u_j = w_j . x / sqrt(d), v = w* . x / sqrt(d),
     x ~ N(0, I_d): with Q = W W^T / d, M = W w* / d, P = w*.w*/d = 1 (Gaussian moments,
     E u_j^2 u_l^2 = Q_jj Q_ll + 2 Q_jl^2),
-    2 R = sum_jl c^2 a_j a_l (Q_jj Q_ll + 2 Q_jl^2) - 2 sum_j c a_j (Q_jj + 2 M_j^2) + 3 + Delta."""
+    2 R = sum_jl c^2 a_j a_l (Q_jj Q_ll + 2 Q_jl^2) - 2 sum_j c a_j (Q_jj + 2 M_j^2) + 3."""
     Q, M, ca = _gram(s), _overlaps(s), s.predict.output_scale * s.params["a"]
     q = jnp.diag(Q)
     student = ca @ (jnp.outer(q, q) + 2 * Q**2) @ ca
     cross = ca @ (q + 2 * M**2)
-    return 0.5 * (student - 2 * cross + 3.0 + s.cfg.data.noise ** 2)
+    return 0.5 * (student - 2 * cross + 3.0)
 
 
 @metric("population_risk", fresh_samples=True, minimum={"mc_samples": 1})
