@@ -180,3 +180,26 @@ def test_static_string_settings_can_be_swept():
 def test_materialize_refuses_unknown_run():
     with pytest.raises(ValueError, match="run_id"):
         jaxgd.materialize(make_spec(), 99)
+
+
+def test_init_seed_starts_every_seed_alike_and_leaves_them_their_own_batches():
+    """With init_seed, runs of different seeds share their teacher and initial parameters
+    (paper 5's authors' protocol: one initial condition, many SGD runs) and still differ
+    by their online batches; a run whose init_seed is its own seed is the run without it."""
+    spec = make_spec(seeds=[3, 4], steps=30, log_every=10, metrics=["train_loss", "overlap_max"],
+                     data={"name": "single_index", "n": 1, "n_test": 1, "d": 16},
+                     optimizer={"name": "online_sgd", "lr": 0.05, "batch_size": 1})
+    shared = make_spec(spec, init_seed=7)
+    starts = [jaxgd.materialize(shared, run_id) for run_id in (0, 1)]
+    own = [jaxgd.materialize(spec, run_id) for run_id in (0, 1)]
+    assert starts[0]["seed"] == 3 and starts[1]["seed"] == 4
+    np.testing.assert_array_equal(starts[0]["teacher"], starts[1]["teacher"])
+    np.testing.assert_array_equal(starts[0]["params"]["W"], starts[1]["params"]["W"])
+    assert not np.array_equal(own[0]["params"]["W"], own[1]["params"]["W"])
+
+    history = jaxgd.run(shared, progress=False).history.set_index(["run_id", "step"])
+    assert history.loc[(0, 0), "overlap_max"] == history.loc[(1, 0), "overlap_max"]  # the same start
+    assert history.loc[(0, 30), "overlap_max"] != history.loc[(1, 30), "overlap_max"]  # their own batches
+    alone = jaxgd.run(make_spec(spec, seeds=[7]), progress=False).history
+    as_its_own = jaxgd.run(make_spec(spec, seeds=[7], init_seed=7), progress=False).history
+    pd.testing.assert_frame_equal(as_its_own, alone, check_exact=True)

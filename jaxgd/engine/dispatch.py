@@ -132,18 +132,20 @@ def compile_draws(length: int, static: Static):
     start = time.perf_counter()
     with numerics(static):
         program = jax.jit(partial(rng.draw_runs, length=length))
-        compiled = program.lower(jax.ShapeDtypeStruct((block,), np.uint32)).compile()
+        seeds = jax.ShapeDtypeStruct((block,), np.uint32)
+        compiled = program.lower(seeds, seeds).compile()
     return (compiled, block), time.perf_counter() - start
 
 
-def draw(draws, seeds: np.ndarray, length: int) -> rng.Drawn:
+def draw(draws, seeds: np.ndarray, length: int, init_seed: int) -> rng.Drawn:
     """The rng.Drawn of each seed (NumPy arrays), its first `length` values, from a compiled
-    draw program and its block."""
+    draw program and its block, started from init_seed where one is set (rng.start_seeds)."""
     program, block = draws
     padded = np.concatenate([seeds, np.full(-len(seeds) % block, seeds[0], seeds.dtype)])
+    starts = np.asarray(rng.start_seeds(padded, init_seed))
     blocks = []
     for i in range(0, len(padded), block):
-        drawn = jax.device_get(program(padded[i : i + block]))
+        drawn = jax.device_get(program(padded[i : i + block], starts[i : i + block]))
         blocks.append(rng.Drawn(keys=drawn.keys, values=drawn.values[:, :length]))
     return jax.tree.map(lambda *arrays: np.concatenate(arrays)[: len(seeds)], *blocks)
 
@@ -244,7 +246,7 @@ def execute(plan: Plan, progress: bool = True, *, todo: np.ndarray | None = None
                                 (compiled, group_mesh), seconds = compile_group(group, size, mesh, length)
                                 compile_s, waited_s, programs = compile_s + seconds, waited_s + seconds, programs + 1
                             padded, real = next_call(positions, size, group_mesh.size)
-                            drawn = draw(draw_programs[drawn_length], group.seeds[padded], length)
+                            drawn = draw(draw_programs[drawn_length], group.seeds[padded], length, group.static["init_seed"])
                             inputs = jax.device_put(({k: v[padded] for k, v in group.hyper.items()}, drawn),
                                                     NamedSharding(group_mesh, P("runs")))
                             chunk_history, chunk_diverged, chunk_params = jax.device_get(compiled(*inputs))

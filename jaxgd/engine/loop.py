@@ -34,7 +34,8 @@ def setup(cfg: Config, seed) -> RunSetup:
     """Everything random about a run, from its seed alone: an integer, or its
     `rng.Drawn` made before the program (the same numbers)."""
     drawn = seed if isinstance(seed, rng.Drawn) else None
-    draws_key, batches_key, metrics_key = drawn.run_keys() if drawn else rng.run_keys(seed)
+    keys = drawn.run_keys() if drawn else rng.run_keys(seed, rng.start_seeds(seed, cfg.init_seed))
+    draws_key, batches_key, metrics_key = keys
     data, teacher, params, start = rng.draw(draws_key, partial(build, cfg), cfg.dtype, drawn.values if drawn else None)
     return RunSetup(data, teacher, params, batches_key, metrics_key, start)
 

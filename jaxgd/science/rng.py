@@ -41,12 +41,20 @@ class Draws:
         return self.values[start : start + size].reshape(shape)
 
 
-def run_keys(seed) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """(draws, batches, metrics) keys of a run: the first feeds `draw`, the second picks
+def run_keys(seed, start_seed) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """(draws, batches, metrics) keys of a run: the first feeds `draw` (its teacher, data
+    and initial parameters) and comes from its start seed (start_seeds), the second picks
     batches step by step, the third feeds Monte Carlo metrics. (Splits are prefix-stable:
     adding a key changes none of the others.)"""
-    draws, batches, metrics = jax.random.split(jax.random.fold_in(jax.random.key(0), seed), 3)
-    return draws, batches, metrics
+    split = lambda seed: jax.random.split(jax.random.fold_in(jax.random.key(0), seed), 3)
+    _, batches, metrics = split(seed)
+    return split(start_seed)[0], batches, metrics
+
+
+def start_seeds(seeds, init_seed: int):
+    """The seeds runs start from (teacher, data, initial parameters): their own, or the
+    sweep's init_seed (>= 0), shared by all."""
+    return seeds if init_seed < 0 else jnp.full_like(seeds, init_seed)
 
 
 @jax.tree_util.register_dataclass
@@ -63,14 +71,14 @@ class Drawn:
         return draws, batches, metrics
 
 
-def draw_runs(seeds: jax.Array, length: int) -> Drawn:
-    """The Drawn of each seed, `length` values each (vmapped over seeds)."""
+def draw_runs(seeds: jax.Array, starts: jax.Array, length: int) -> Drawn:
+    """The Drawn of each seed and its start seed, `length` values each (vmapped over seeds)."""
 
-    def one(seed):
-        keys = run_keys(seed)
+    def one(seed, start):
+        keys = run_keys(seed, start)
         return Drawn(jnp.stack([jax.random.key_data(k) for k in keys]), normal(keys[0], length))
 
-    return jax.vmap(one)(seeds)
+    return jax.vmap(one)(seeds, starts)
 
 
 def normal(key, length: int) -> jax.Array:

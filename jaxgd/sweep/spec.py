@@ -67,6 +67,7 @@ FRAMEWORK: tuple[Setting, ...] = (
     _int("steps", 1000, "gradient steps per run (at most 2^31 - 1: the loop counts steps in int32)", sweepable=False),
     _int("log_every", 10, "steps between logged metrics (1 <= log_every <= steps)", sweepable=False),
     _choice("dtype", "float32", ("float32", "float64"), "floating-point type", sweepable=False),
+    _int("init_seed", -1, "seed of every run's start, its teacher, data set and initial parameters (-1: the run's own seed). Set, the runs of a sweep's seeds start alike and differ only in their batches (SGD noise) and Monte Carlo samples, as paper 5's authors measure escape times: one initial condition, many SGD runs", minimum=-1),
     _chooses("data.name", "dataset", "linear_teacher", "data set (see Components), or given arrays: `file` (data.path) or `inline` (arrays in the spec)"),
     _int("data.n", 256, "training samples"),
     _int("data.n_test", 256, "test samples"),
@@ -163,7 +164,7 @@ def schema() -> dict[str, Setting]:
 
 TABLES = ("data", "model", "optimizer", "loss", "measure", "engine", "plot")
 DESIGN_KEYS = ("design", "samples", "design_seed")
-TOP_LEVEL = ("name", "seeds", "steps", "log_every", "dtype", "metrics", "summary_steps", "save_params", "plugins", "vars", "zip",
+TOP_LEVEL = ("name", "seeds", "steps", "log_every", "dtype", "init_seed", "metrics", "summary_steps", "save_params", "plugins", "vars", "zip",
              *DESIGN_KEYS) + TABLES
 SWEEP_FORMS = ("linspace", "logspace", "geomspace")
 REDUCERS = ("median", "mean", "min", "max")
