@@ -224,6 +224,10 @@ def user_errors(tmp_path: Path, finished: Path) -> dict:
                               ["--out", "it is a folder, give a file in it", "curves_train_loss.png"]),
         "plot out nowhere": (["plot", finished, "curves", "--metric", "train_loss", "--out", tmp_path / "no" / "x.png"],
                              ["--out", f"the folder {tmp_path / 'no'} does not exist"]),
+        "plot out not a figure": (["plot", finished, "curves", "--metric", "train_loss", "--out", "x.parquet"],
+                                  ["--out: got 'x.parquet'; expected a file name ending in", ".png", ".pdf", ".svg"]),
+        "plot out over a table": (["plot", finished, "curves", "--metric", "train_loss",
+                                   "--out", finished / "summary.parquet"], ["--out", "summary.parquet", ".png"]),
         "plot damaged table": (["plot", tmp_path / "damaged", "--x", "width", "--y", "lr", "--value", "final_train_loss"],
                                ["summary.parquet cannot be read", "jaxgd collect"]),
     }
