@@ -111,6 +111,27 @@ def test_help_answers_without_importing_jax():
     assert version.returncode == 0 and version.stdout.strip() == f"jaxgd {cli.__version__}"
 
 
+def test_a_run_that_draws_no_figure_does_not_import_matplotlib_and_checks_their_formats_where_drawn(tmp_path):
+    """--dry-run and --no-plots load a spec with figures without matplotlib (0.3 s); a
+    figure's format is refused where figures will be drawn, before anything runs."""
+    spec = tmp_path / "cli.toml"
+    spec.write_text(SPEC.replace('value = "final_train_loss"', 'value = "final_train_loss"\nfile = "phase.parquet"'))
+    check = ("import sys\nfrom jaxgd.front import cli\n"
+             "for args in (['--dry-run'], ['--no-plots', '--quiet']):\n"
+             "    status = cli.main(['run', sys.argv[1], '--out', sys.argv[2], *args])\n"
+             "    print('loaded:', status, 'matplotlib' in sys.modules, file=sys.stderr)")
+    done = subprocess.run([sys.executable, "-c", check, spec, tmp_path / "out"], capture_output=True, text=True,
+                          timeout=300, cwd=ROOT)
+    loaded = [line for line in done.stderr.splitlines() if line.startswith("loaded:")]
+    assert loaded == ["loaded: 0 False"] * 2, done.stderr
+    expected = "plot.phase_diagram.file: got 'phase.parquet'; expected a file name ending in"
+    (tmp_path / "out" / "summary.parquet").unlink()
+    for drawn in (["run", spec, "--out", tmp_path / "out"], ["collect", tmp_path / "out"]):
+        refused = jaxgd_cli(*drawn)
+        assert refused.returncode == 2 and expected in refused.stderr, refused.stderr
+    assert not (tmp_path / "out" / "summary.parquet").exists()  # refused before assembling the tables
+
+
 def test_import_jaxgd_is_cheap_and_its_names_are_found_on_use():
     check = ("import sys, jaxgd; before = 'jax' in sys.modules\n"
              "print(before, sorted(jaxgd.__all__), jaxgd.curves is jaxgd.front.plot.curves, jaxgd.run.__module__)")

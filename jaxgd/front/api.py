@@ -117,6 +117,8 @@ def collect(out, *, progress=True, plots=True) -> Results:
     Slurm tasks); an IncompleteError (a ValueError) says how many runs are missing."""
     store = Store(out)
     spec = load_saved(out, f"is {out} the --out folder of a `jaxgd run`?")
+    if plots:  # before assembling: each figure's file
+        files.figure_files(Path(out), spec.plot)
     plan = planning.make(spec)
     with store.lock():
         scan = store.scan(plan)

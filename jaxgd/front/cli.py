@@ -82,7 +82,7 @@ def _submit(args, spec) -> None:
 
     parameters = parse_overrides(args.slurm_param)
     jobs = slurm.submit(spec, args.out, args.slurm, overrides=args.set, parameters=parameters,
-                        cluster=args.slurm_cluster, compile_cache_dir=args.compile_cache)
+                        cluster=args.slurm_cluster, compile_cache_dir=args.compile_cache, plots=not args.no_plots)
     if not jobs:
         print(f"jaxgd: nothing left to run in {args.out}", file=sys.stderr)
     else:
