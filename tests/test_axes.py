@@ -158,6 +158,15 @@ def test_edge_refuses_an_axis_that_is_not_a_swept_float_and_a_tolerance_it_canno
             jaxgd.edge(make_spec(optimizer={"lr": [0.1, 1.0]}), axis="optimizer.lr", tol=tol)
 
 
+def test_edge_refuses_the_file_of_a_phase_diagram_it_would_draw_over_before_searching(no_compile, tmp_path):
+    (tmp_path / "summary.parquet").write_bytes(b"")  # the folder of a `jaxgd run` (read after the search)
+    spec = make_spec(model={"width": [4, 8]}, optimizer={"lr": [0.1, 1.0]}, plot={"phase_diagram": {
+        "x": "width", "y": "lr", "value": "final_train_loss", "file": "phase.parquet"}})
+    with pytest.raises(ValueError, match=r"plot\.phase_diagram\.file: got 'edge_phase\.parquet'; expected a file name"):
+        jaxgd.edge(spec, axis="optimizer.lr", out=tmp_path)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["summary.parquet"]
+
+
 def test_the_edge_command_writes_its_table_and_says_what_it_saved(tmp_path, capsys):
     spec = tmp_path / "tiny.toml"
     spec.write_text(tomli_w.dumps(make_spec(optimizer={"lr": [0.01, 100.0]})))

@@ -111,6 +111,27 @@ def test_help_answers_without_importing_jax():
     assert version.returncode == 0 and version.stdout.strip() == f"jaxgd {cli.__version__}"
 
 
+def test_a_run_that_draws_no_figure_does_not_import_matplotlib_and_checks_their_formats_where_drawn(tmp_path):
+    """--dry-run and --no-plots load a spec with figures without matplotlib (0.3 s); a
+    figure's format is refused where figures will be drawn, before anything runs."""
+    spec = tmp_path / "cli.toml"
+    spec.write_text(SPEC.replace('value = "final_train_loss"', 'value = "final_train_loss"\nfile = "phase.parquet"'))
+    check = ("import sys\nfrom jaxgd.front import cli\n"
+             "for args in (['--dry-run'], ['--no-plots', '--quiet']):\n"
+             "    status = cli.main(['run', sys.argv[1], '--out', sys.argv[2], *args])\n"
+             "    print('loaded:', status, 'matplotlib' in sys.modules, file=sys.stderr)")
+    done = subprocess.run([sys.executable, "-c", check, spec, tmp_path / "out"], capture_output=True, text=True,
+                          timeout=300, cwd=ROOT)
+    loaded = [line for line in done.stderr.splitlines() if line.startswith("loaded:")]
+    assert loaded == ["loaded: 0 False"] * 2, done.stderr
+    expected = "plot.phase_diagram.file: got 'phase.parquet'; expected a file name ending in"
+    (tmp_path / "out" / "summary.parquet").unlink()
+    for drawn in (["run", spec, "--out", tmp_path / "out"], ["collect", tmp_path / "out"]):
+        refused = jaxgd_cli(*drawn)
+        assert refused.returncode == 2 and expected in refused.stderr, refused.stderr
+    assert not (tmp_path / "out" / "summary.parquet").exists()  # refused before assembling the tables
+
+
 def test_import_jaxgd_is_cheap_and_its_names_are_found_on_use():
     check = ("import sys, jaxgd; before = 'jax' in sys.modules\n"
              "print(before, sorted(jaxgd.__all__), jaxgd.curves is jaxgd.front.plot.curves, jaxgd.run.__module__)")
@@ -200,6 +221,11 @@ def user_errors(tmp_path: Path, finished: Path) -> dict:
         "bad data file": (["run", bad_data, "--out", out], ["data.path", "bad.npz", "not an .npz file"]),
         "out names a file": (["run", spec, "--out", tmp_path / "a-file"], ["a-file is a file, not a folder"]),
         "folder not writable": (["run", spec, "--out", "/sys/jaxgd-test"], ["cannot write", "/sys/jaxgd-test"]),
+        "compile cache a file": (["run", spec, "--out", out, "--compile-cache", tmp_path / "a-file"],
+                                 ["--compile-cache", f"got {tmp_path / 'a-file'};", "(it is a file)",
+                                  "give a writable folder, or off"]),
+        "compile cache not creatable": (["run", spec, "--out", out, "--compile-cache", tmp_path / "a-file" / "cache"],
+                                        ["--compile-cache", "a-file/cache", "(Not a directory)", "writable folder"]),
         "run too large": (["run", spec, "--out", out, "--set", "model.width=[4, 2000000000]"],
                           ["model.width = 2,000,000,000", "GiB", "smaller"]),
         "integer beyond int32": (["run", spec, "--out", out, "--set", "model.width=[4, 10000000000]"],
@@ -219,6 +245,10 @@ def user_errors(tmp_path: Path, finished: Path) -> dict:
                               ["--out", "it is a folder, give a file in it", "curves_train_loss.png"]),
         "plot out nowhere": (["plot", finished, "curves", "--metric", "train_loss", "--out", tmp_path / "no" / "x.png"],
                              ["--out", f"the folder {tmp_path / 'no'} does not exist"]),
+        "plot out not a figure": (["plot", finished, "curves", "--metric", "train_loss", "--out", "x.parquet"],
+                                  ["--out: got 'x.parquet'; expected a file name ending in", ".png", ".pdf", ".svg"]),
+        "plot out over a table": (["plot", finished, "curves", "--metric", "train_loss",
+                                   "--out", finished / "summary.parquet"], ["--out", "summary.parquet", ".png"]),
         "plot damaged table": (["plot", tmp_path / "damaged", "--x", "width", "--y", "lr", "--value", "final_train_loss"],
                                ["summary.parquet cannot be read", "jaxgd collect"]),
     }

@@ -3,8 +3,14 @@ same sweep loads its programs from the cache; the directory is configurable and 
 cache can be switched off. (Times are reported, never asserted.)"""
 
 import json
+import re
 
+import pytest
+from conftest import make_spec
 from scale_helpers import child_env, jaxgd_cli, sweep, write_spec
+
+import jaxgd
+from jaxgd.engine import compile_cache
 
 
 def stats(out):
@@ -34,3 +40,16 @@ def test_cache_directory_option_and_off_switch(tmp_path):
     assert off.returncode == 0, off.stderr
     assert stats(tmp_path / "b")["compile_cache"] is None and stats(tmp_path / "b")["compile_cache_hits"] == 0
     assert not (tmp_path / "unused").exists()
+
+
+def test_a_cache_directory_that_cannot_be_written_is_refused_naming_where_it_was_set(tmp_path, monkeypatch, no_compile):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    given = rf"--compile-cache \(compile_cache_dir=\): got {re.escape(str(a_file))}; "
+    with pytest.raises(ValueError, match=given + r"it cannot hold the compile cache \(it is a file\); "
+                                               r"give a writable folder, or off for none"):
+        jaxgd.run(make_spec(), compile_cache_dir=a_file, progress=False)
+    monkeypatch.setenv("JAXGD_COMPILE_CACHE", str(a_file / "cache"))
+    with pytest.raises(ValueError, match=rf"\$JAXGD_COMPILE_CACHE: got {re.escape(str(a_file / 'cache'))}; "
+                                         r".* \(Not a directory\)"):
+        compile_cache.configure(None)

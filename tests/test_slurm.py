@@ -43,3 +43,11 @@ def test_slurm_from_the_command_line_waits_and_collects(tmp_path):
                       timeout=2 * TIMEOUT)
     assert again.returncode == 0, again.stderr
     assert sorted((out / "parts").glob("r*.npz")) == parts
+
+
+def test_a_figure_that_collect_could_not_write_is_refused_before_submitting(tmp_path):
+    spec = {**SPEC, "plot": {"phase_diagram": {"x": "width", "y": "lr", "value": "final_train_loss",
+                                               "file": "phase.parquet"}}}
+    with pytest.raises(ValueError, match=r"plot\.phase_diagram\.file: got 'phase\.parquet'; expected a file name"):
+        slurm.submit(spec, tmp_path / "out", 2, cluster="local")
+    assert not (tmp_path / "out").exists()

@@ -135,8 +135,12 @@ def test_resume_into_an_empty_folder_starts_the_sweep(tmp_path):
     ("../outside.png", "inside the --out folder"),
     ("/tmp/outside.png", "inside the --out folder"),
     ("missing/phase.png", "does not exist"),
+    # a figure written over the run's own table, or into a name that fails after the sweep
+    ("history.parquet", r"plot\.phase_diagram\.file: got 'history\.parquet'; expected a file name ending in .*\.png"),
+    ("sub/", r"plot\.phase_diagram\.file: got 'sub/'; expected a file name ending in"),
 ])
-def test_figures_outside_the_folder_are_refused_before_running(tmp_path, file, message, no_compile):
+def test_figures_outside_the_folder_or_matplotlibs_formats_are_refused_before_running(tmp_path, file, message,
+                                                                                       no_compile):
     spec = make_spec(optimizer={"lr": [0.05, 0.1]}, model={"width": [4, 8]},
                      plot={"phase_diagram": {"x": "lr", "y": "width", "value": "final_train_loss", "file": file}})
     with pytest.raises(ValueError, match=message):

@@ -15,6 +15,7 @@ from jax.experimental.compilation_cache import compilation_cache as _cc
 
 ENV = "JAXGD_COMPILE_CACHE"
 OFF = ("off", "0", "false", "no", "none", "")
+OPTION = "--compile-cache (compile_cache_dir=)"  # where a user sets the directory: the command, the API
 _HIT_EVENT = "/jax/compilation_cache/cache_hits"
 _state = {"hits": 0, "listening": False, "ours": None}
 
@@ -48,18 +49,18 @@ def configure(setting: str | os.PathLike | None = None) -> str | None:
     if not _state["listening"]:
         jax.monitoring.register_event_listener(_count)
         _state["listening"] = True
+    source = f"{OPTION}: got"  # the words before the directory in an error
     if setting is None:
-        setting = os.environ.get(ENV)
+        setting, source = os.environ.get(ENV), f"${ENV}: got"
     if setting is None:
         current = jax.config.jax_compilation_cache_dir
         if current and current != _state["ours"]:
             return directory()  # the user's own JAX cache
-        setting = default_directory()
+        setting, source = default_directory(), f"{OPTION} not given: the default"
     if str(setting).strip().lower() in OFF:
         wanted, enabled = jax.config.jax_compilation_cache_dir, False
     else:
-        wanted, enabled = str(Path(setting).expanduser()), True
-        Path(wanted).mkdir(parents=True, exist_ok=True)
+        wanted, enabled = _writable_folder(Path(setting).expanduser(), source), True
         _state["ours"] = wanted
     if (wanted, enabled) != (jax.config.jax_compilation_cache_dir, jax.config.jax_enable_compilation_cache):
         jax.config.update("jax_compilation_cache_dir", wanted)
@@ -69,3 +70,19 @@ def configure(setting: str | os.PathLike | None = None) -> str | None:
         # Our programs compile in about a second on the host: cache them all.
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     return directory()
+
+
+def _writable_folder(folder: Path, source: str) -> str:
+    """`folder`, created if missing, or a ValueError saying where it was set (`source`):
+    JAX would skip a cache it cannot write program by program, with a warning each."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        reason = None if os.access(folder, os.W_OK | os.X_OK) else "not writable"
+    except FileExistsError:
+        reason = "it is a file"
+    except OSError as err:
+        reason = err.strerror or str(err)
+    if reason:
+        raise ValueError(f"{source} {folder}; it cannot hold the compile cache ({reason}); "
+                         f"give a writable folder, or off for none")
+    return str(folder)

@@ -59,10 +59,8 @@ def run(spec, *, overrides=None, out=None, progress=True, compile_cache_dir=None
     index, count = distributed.process()
     if count > 1 and out is None:
         raise ValueError(f"running as {count} processes (jax.distributed): give out=, a folder every process sees")
-    if out is not None and plots:  # before any run: a figure may not leave the folder
-        for entries in resolved.plot.values():
-            for entry in entries:
-                files.inside(Path(out), entry["file"])
+    if out is not None and plots:  # before any run: each figure's file
+        files.figure_files(Path(out), resolved.plot)
     preflight.refuse_plan_too_large(resolved)
     plan = planning.make(resolved)
     estimated = preflight.estimate(plan, out)
@@ -120,6 +118,8 @@ def collect(out, *, progress=True, plots=True) -> Results:
     Slurm tasks); an IncompleteError (a ValueError) says how many runs are missing."""
     store = Store(out)
     spec = load_saved(out, f"is {out} the --out folder of a `jaxgd run`?")
+    if plots:  # before assembling: each figure's file
+        files.figure_files(Path(out), spec.plot)
     plan = planning.make(spec)
     with store.lock():
         scan = store.scan(plan)

@@ -82,7 +82,7 @@ def _submit(args, spec) -> None:
 
     parameters = parse_overrides(args.slurm_param)
     jobs = slurm.submit(spec, args.out, args.slurm, overrides=args.set, parameters=parameters,
-                        cluster=args.slurm_cluster, compile_cache_dir=args.compile_cache)
+                        cluster=args.slurm_cluster, compile_cache_dir=args.compile_cache, plots=not args.no_plots)
     if not jobs:
         print(f"jaxgd: nothing left to run in {args.out}", file=sys.stderr)
     else:
@@ -140,10 +140,7 @@ def _plot(args) -> None:
     results = Results.load(args.dir, partial=True)
     kind = PLOT_KINDS[args.kind]
     (entry,) = specs.load({**results.spec, "plot": {kind: [_plot_entry(args)]}}).plot[kind]
-    out = Path(args.out) if args.out else Path(args.dir) / entry["file"]
-    if out.is_dir() or not out.parent.is_dir():  # else the figure's temporary file was named in the error
-        raise ValueError(f"--out: got {out}; " + (f"it is a folder, give a file in it, e.g. {out / entry['file']}"
-                                                       if out.is_dir() else f"the folder {out.parent} does not exist"))
+    out = files.figure_path(Path(args.dir), entry["file"], option="--out", given=args.out)
     fig = plot.figure(kind, entry, results)
     missing = results.stats.get("runs_missing", 0)
     if missing:
@@ -260,7 +257,7 @@ def parser() -> argparse.ArgumentParser:
     draw.add_argument("--select", action="append", default=[], metavar="KEY=VALUE",
                       help="only the runs with this value (on a float setting, the nearest swept value), "
                            "e.g. --select width=64")
-    draw.add_argument("--out", help="PNG file (default: in DIR)")
+    draw.add_argument("--out", help="the figure's file, in the format its suffix names, e.g. .pdf (default: a PNG in DIR)")
     draw.set_defaults(handler=_plot)
 
     search = commands.add_parser(

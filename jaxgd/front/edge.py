@@ -112,6 +112,7 @@ def edge(spec, *, axis: str, criterion: str | None = None, tol: float = DEFAULT_
         raise SpecError(f"edge --tol: got {tol!r}; expected a finite number of decades >= {MIN_TOL:g}")
     passes = passing(criterion)
     out = None if out is None else Path(out)
+    overlays = overlaid(resolved, resolved.columns[axis], out)  # their files checked before the search
     rounds = Rounds(out, {"spec": json.loads(json.dumps(resolved.to_dict(), default=str)), "axis": axis,
                           "criterion": criterion, "tol": tol})
     others = dataclasses.replace(resolved, settings={**resolved.settings, axis: low}) if axis in resolved.settings else \
@@ -154,7 +155,8 @@ def edge(spec, *, axis: str, criterion: str | None = None, tol: float = DEFAULT_
     if out is not None:
         files.atomic_write(out / EDGE_FILE, lambda tmp: table.to_parquet(tmp, index=False))
         files.save_figure(figure(table), out / FIGURE_FILE)
-        over_phase_diagrams(table, resolved, out)
+        if overlays:
+            over_phase_diagrams(table, overlays, out / SUMMARY_FILE)
     if progress:
         print(closing_line(table), file=sys.stderr)
     return table
@@ -166,17 +168,24 @@ def closing_line(table: pd.DataFrame) -> str:
             f"{s['rounds']} rounds: {s['runs']:,} runs, where a dense grid at that resolution takes {s['dense_runs']:,}")
 
 
-def over_phase_diagrams(table: pd.DataFrame, spec: specs.Spec, out: Path) -> None:
-    """In the folder of a `jaxgd run` of the same spec: each of its phase diagrams whose y
-    is the axis, the boundary drawn over it (edge_<file>.png)."""
-    if not (out / SUMMARY_FILE).is_file():
-        return
-    summary = pd.read_parquet(out / SUMMARY_FILE)
-    for p in spec.plot["phase_diagram"]:
-        if p["y"] == table.attrs["stats"]["column"] and p["x"] in table and not p["select"]:
+def overlaid(spec: specs.Spec, column: str, out: Path | None) -> list[tuple[dict, Path]]:
+    """In the folder of a `jaxgd run` of the same spec: each of its phase diagrams (with no
+    selection) whose y is the axis's `column`, and the file of its copy with the boundary
+    drawn over it (edge_<file>), checked (files.figure_path)."""
+    if out is None or not (out / SUMMARY_FILE).is_file():
+        return []
+    return [(p, files.figure_path(out, f"edge_{p['file']}", option="plot.phase_diagram.file"))
+            for p in spec.plot["phase_diagram"] if p["y"] == column and not p["select"]]
+
+
+def over_phase_diagrams(table: pd.DataFrame, overlays: list[tuple[dict, Path]], summary_file: Path) -> None:
+    """The boundary drawn over each phase diagram of `overlaid` whose x the table has."""
+    summary = pd.read_parquet(summary_file)
+    for p, path in overlays:
+        if p["x"] in table:
             fig = plot.phase_diagram(summary, p["x"], p["y"], p["value"], p["reduce"])
             figure(table, x=p["x"], ax=fig.axes[0])
-            files.save_figure(fig, out / f"edge_{p['file']}")
+            files.save_figure(fig, path)
 
 
 def figure(table: pd.DataFrame, x: str | None = None, ax=None) -> Figure:

@@ -314,15 +314,13 @@ def save_figures(results, plot_spec: dict, out) -> list[Path]:
     """Write the figures of a spec's resolved [plot] table into `out`. A figure whose
     selection names a value that is not swept (say, after an override of that setting)
     is skipped with a warning."""
-    out = Path(out)
     paths = []
-    for kind, entries in plot_spec.items():
-        for entry in entries:
-            try:
-                fig = figure(kind, entry, results)
-            except NotSwept as err:
-                print(f"jaxgd: warning: skipping figure {entry['file']}: {err}", file=sys.stderr)
-                continue
-            paths.append(files.inside(out, entry["file"]))
-            files.save_figure(fig, paths[-1])
+    for kind, entry, path in files.figure_files(Path(out), plot_spec):
+        try:
+            fig = figure(kind, entry, results)
+        except NotSwept as err:
+            print(f"jaxgd: warning: skipping figure {entry['file']}: {err}", file=sys.stderr)
+            continue
+        files.save_figure(fig, path)
+        paths.append(path)
     return paths

@@ -118,19 +118,43 @@ class Lock:
         self.release()
 
 
-def inside(out: Path, name: str) -> Path:
-    """`out / name` for a file a sweep writes into its folder (a figure), or ValueError if
-    `name` would leave the folder (absolute, `..`) or names a missing subfolder."""
-    out = Path(out)
-    path = out / name
-    if Path(name).is_absolute() or ".." in Path(name).parts:
-        raise ValueError(f"plot file {name!r}: figures are written inside the --out folder; give a name relative to it")
-    if not path.parent.is_dir() and path.parent != out:
-        raise ValueError(f"plot file {name!r}: the folder {path.parent} does not exist")
+def figure_formats() -> dict:
+    """{suffix: description} of the formats matplotlib writes, its own list: imported
+    (0.3 s) only where a figure will be drawn."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    return FigureCanvasBase.get_supported_filetypes()
+
+
+def figure_path(out: Path, name: str, *, option: str, given=None) -> Path:
+    """Where the figure `name` of the sweep in `out` is written, checked before anything
+    is drawn (or run): `given` (a path anywhere, `jaxgd plot --out`), else `out / name`,
+    which must stay inside `out`. It must not be a folder, end in a format matplotlib
+    writes (so that no figure overwrites history.parquet or spec.toml, or fails after the
+    sweep) and be in a folder that exists (`out` itself may not yet: a run makes it); else
+    a ValueError names `option` (not the temporary file the write would fail on)."""
+    path, shown = (Path(out) / name, name) if given is None else (Path(given), str(given))
+    got = f"{option}: got {shown!r}"
+    if given is None and (Path(name).is_absolute() or ".." in Path(name).parts):
+        raise ValueError(f"{got}; figures are written inside the --out folder; give a name relative to it")
+    if path.is_dir():
+        raise ValueError(f"{got}; it is a folder, give a file in it, e.g. {path / name}")
+    formats = figure_formats()
+    if path.suffix.lstrip(".") not in formats:
+        raise ValueError(f"{got}; expected a file name ending in {', '.join(f'.{f}' for f in formats)}")
+    if not path.parent.is_dir() and (given is not None or path.parent != Path(out)):
+        raise ValueError(f"{got}; the folder {path.parent} does not exist")
     return path
+
+
+def figure_files(out: Path, plot: dict) -> list[tuple[str, dict, Path]]:
+    """(kind, entry, path) of each figure of a spec's resolved [plot] table, every path
+    checked (figure_path) before any figure is drawn or any run computed."""
+    return [(kind, entry, figure_path(out, entry["file"], option=f"plot.{kind}.file"))
+            for kind, entries in plot.items() for entry in entries]
 
 
 def save_figure(fig, path: Path) -> None:
     """A matplotlib figure written atomically, in the format its file name says."""
     path = Path(path)
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format=path.suffix.lstrip(".") or "png"))
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format=path.suffix.lstrip(".")))

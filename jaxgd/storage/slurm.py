@@ -9,10 +9,11 @@ and goes on where it stopped)."""
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from jaxgd.engine import compile_cache, host
 from jaxgd.engine import dispatch as engine
-from jaxgd.storage import shares
+from jaxgd.storage import files, shares
 from jaxgd.storage.store import Store, load_saved
 from jaxgd.sweep import plan as planning
 from jaxgd.sweep import spec as specs
@@ -54,12 +55,13 @@ class Task:
 
 
 def submit(spec, out, tasks: int, *, overrides=None, parameters: dict | None = None, cluster: str = "slurm",
-           compile_cache_dir: str | None = None):
+           compile_cache_dir: str | None = None, plots: bool = True):
     """Submit the sweep `spec` into `out` as a job array of `tasks` tasks and return
     the submitit jobs. `parameters` go to `submitit.AutoExecutor.update_parameters`
     (timeout_min, gpus_per_node, cpus_per_task, mem_gb, slurm_partition,
     slurm_account, slurm_array_parallelism, ...). `cluster`: "slurm", or
-    "local"/"debug" (submitit's executors on this machine, for trying it out)."""
+    "local"/"debug" (submitit's executors on this machine, for trying it out). With
+    `plots`, the files of the figures `jaxgd collect` will draw are checked first."""
     try:
         import submitit
     except ImportError:
@@ -69,6 +71,8 @@ def submit(spec, out, tasks: int, *, overrides=None, parameters: dict | None = N
     if cluster not in CLUSTERS:
         raise ValueError(f"--slurm-cluster: got {cluster!r}; expected one of {', '.join(CLUSTERS)}")
     resolved = specs.load(spec, overrides)
+    if plots:
+        files.figure_files(Path(out), resolved.plot)
     with Store(out).lock():  # not while another sweep writes the folder: submitting may grow it
         store = Store.open(out, resolved)
     executor = submitit.AutoExecutor(folder=store.out / "slurm" / "%j", cluster=cluster)
