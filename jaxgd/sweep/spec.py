@@ -164,7 +164,8 @@ def schema() -> dict[str, Setting]:
 
 TABLES = ("data", "model", "optimizer", "loss", "measure", "engine", "plot")
 DESIGN_KEYS = ("design", "samples", "design_seed")
-TOP_LEVEL = ("name", "seeds", "steps", "log_every", "dtype", "init_seed", "metrics", "summary_steps", "save_params", "plugins", "vars", "zip",
+# the top-level settings of FRAMEWORK, and the keys that are not settings
+TOP_LEVEL = (*(s.key for s in FRAMEWORK if "." not in s.key), "seeds", "metrics", "plugins", "vars", "zip",
              *DESIGN_KEYS) + TABLES
 SWEEP_FORMS = ("linspace", "logspace", "geomspace")
 REDUCERS = ("median", "mean", "min", "max")
