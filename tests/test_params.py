@@ -93,12 +93,20 @@ def test_save_params_is_checked_before_anything_compiles():
     assert jaxgd.load_spec(make_spec(steps=20, save_params=["final", 0])).settings["save_params"] == (0, 20)
 
 
-def test_results_params_names_the_steps_kept():
-    results = jaxgd.run(make_spec(steps=20, save_params=[10]), progress=False)
-    with pytest.raises(ValueError, match=r"kept parameters at steps \[10\]"):
+def test_results_params_and_materialize_name_the_steps_allowed():
+    spec = make_spec(steps=20, save_params=[10])
+    results = jaxgd.run(spec, progress=False)
+    with pytest.raises(ValueError, match=r"kept parameters \(save_params\), \[10\] \(\"final\" is step 20\)"):
         results.params(0, 20)
+    with pytest.raises(ValueError, match=r"got 'final'; .*\[10\] \(\"final\" is step 20\)"):
+        results.params(0, "final")
     with pytest.raises(ValueError, match="run_id"):
         results.params(10**6, 10)
+    with pytest.raises(ValueError, match=r'kept no parameters: set save_params \(e.g. \[0, "final"\]\)'):
+        jaxgd.run(make_spec(steps=20), progress=False).params(0, 0)
+    with pytest.raises(ValueError, match=r'step: got 7; expected one of the steps this sweep logs, \[0, 10, 20, \.\.\., 40\] '
+                                         r'or "final" \(step 40\)'):
+        jaxgd.materialize(make_spec(), 0, step=7)
 
 
 def test_dry_run_reports_the_storage_of_kept_parameters():

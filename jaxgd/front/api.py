@@ -20,6 +20,7 @@ from jaxgd.storage.store import Store, load_saved, report_damaged, saved_params
 from jaxgd.sweep import plan as planning
 from jaxgd.sweep import preflight
 from jaxgd.sweep import spec as specs
+from jaxgd.sweep.steps import chosen_step
 
 
 def estimate(spec, *, overrides=None, out=None) -> preflight.Estimate:
@@ -154,10 +155,7 @@ def materialize(spec, run_id: int, *, step: int | str = 0, overrides=None) -> di
     plan = planning.make(resolved)
     if not 0 <= run_id < plan.n_runs:
         raise ValueError(f"run_id: got {run_id}; this sweep has runs 0..{plan.n_runs - 1}")
-    at = resolved.settings["steps"] if step == specs.FINAL else step
-    if at not in plan.logged_steps:
-        raise ValueError(f"step: got {step!r}; expected a logged step of the sweep (0, {resolved.settings['log_every']}, "
-                         f"..., {resolved.settings['steps']}) or \"final\"")
+    at = chosen_step(step, last=resolved.settings["steps"], allowed=plan.logged_steps, which="this sweep logs")
     group = next(g for g in plan.groups if run_id in g.run_ids)
     i = int(np.flatnonzero(group.run_ids == run_id)[0])
     hyper = {k: v[i] for k, v in group.hyper.items()}

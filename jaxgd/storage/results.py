@@ -17,6 +17,7 @@ from jaxgd.engine.outputs import KeptParams, Outputs
 from jaxgd.errors import IncompleteError
 from jaxgd.storage.files import atomic_write
 from jaxgd.sweep import expressions
+from jaxgd.sweep.steps import FINAL, chosen_step
 
 if TYPE_CHECKING:  # reading finished tables imports no JAX: the plan is needed only to assemble parts
     from jaxgd.sweep.plan import Plan
@@ -117,10 +118,9 @@ class Results:
         """Every layer of run `run_id` after `step` updates, a step of save_params or
         "final" (NaN from the run's divergence on)."""
         saved = list(self.spec.get("save_params", []))
-        at = self.spec["steps"] if step == "final" else step
-        if at not in saved:
-            raise ValueError(f"step: got {step!r}; " + (f"this sweep kept parameters at steps {saved} (save_params)" if saved
-                             else "this sweep kept no parameters: set save_params (e.g. [0, \"final\"])"))
+        if not saved:
+            raise ValueError(f'step: got {step!r}; this sweep kept no parameters: set save_params (e.g. [0, "{FINAL}"])')
+        at = chosen_step(step, last=self.spec["steps"], allowed=saved, which="at which this sweep kept parameters (save_params)")
         if not self.saved_params.blocks and self.folder is not None:
             from jaxgd.storage.store import saved_params  # imports JAX: only when asked for
 
