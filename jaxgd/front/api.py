@@ -16,7 +16,8 @@ from jaxgd.engine import compile_cache, host, loop
 from jaxgd.engine import dispatch as engine
 from jaxgd.storage import distributed, files, shares
 from jaxgd.storage.results import Results
-from jaxgd.storage.store import Store, load_saved, report_damaged, saved_params
+from jaxgd.storage.parts import kept_params
+from jaxgd.storage.store import Store, load_saved, report_damaged
 from jaxgd.sweep import plan as planning
 from jaxgd.sweep import preflight
 from jaxgd.sweep import spec as specs
@@ -102,6 +103,7 @@ def _run_locked(store, out, resolved, plan, progress, index, count, plots, recom
     results = Results.from_outputs(plan, assembled)
     if index == 0:
         results.save(out)
+        store.index_parts(after)
         if plots:
             _save_figures(results, resolved.plot, out)
         store.tidy(after)
@@ -128,6 +130,7 @@ def collect(out, *, progress=True, plots=True) -> Results:
             report_damaged(scan)
         results = Results.from_outputs(plan, store.assemble(plan, scan))
         results.save(out)
+        store.index_parts(scan)
         if plots:
             _save_figures(results, spec.plot, out)
         store.tidy(scan)
@@ -180,7 +183,8 @@ def _params_at(folder, plan, group, position, step) -> dict:
     """The parameters of the run at `position` in `group` after `step` updates: from the
     folder's parts where it kept them, else trained again alone up to there."""
     kept_steps = plan.spec.settings["save_params"]
-    layers = saved_params(folder).of(int(group.run_ids[position])) if folder and step in kept_steps else None
+    run_id = int(group.run_ids[position])
+    layers = kept_params(folder, run_id).of(run_id) if folder and step in kept_steps else None
     if layers is not None:  # kept by a finished run
         return {layer: values[kept_steps.index(step)] for layer, values in layers.items()}
     static = planning.Static.of({**dict(group.static.items), "save_params": (int(step),)})

@@ -8,6 +8,8 @@
     DIR/parts/settings-<hash>.json     the settings a fingerprint stands for (to name what differs)
     DIR/.jaxgd.lock                    the host and pid of the process writing the folder
     DIR/history.parquet, summary.parquet, stats.json, figures: assembled at the end
+    DIR/parts_index.npz                with save_params, written with the tables: which part holds each
+                                       run (parts.py), so that one run's parameters are read from its part
 
 Every file is written to a temporary name, flushed to disk and renamed, so a crash
 leaves either the whole file or none. A part counts only once its manifest line is
@@ -49,7 +51,7 @@ from jaxgd.engine.outputs import KeptParams, Outputs
 from jaxgd.errors import IncompleteError
 from jaxgd.storage import fingerprint, results
 from jaxgd.storage.files import HOST, Lock, atomic_write_bytes, left_by_dead_process
-from jaxgd.storage.parts import PART_NAME, PARTS, Part, part_bytes, read_part
+from jaxgd.storage.parts import PART_NAME, PARTS, PARTS_INDEX, Part, part_bytes, read_part, parts_index_bytes
 from jaxgd.sweep import spec as specs
 from jaxgd.sweep import plan as planning
 
@@ -66,7 +68,8 @@ def load_saved(out, doing: str) -> specs.Spec:
 
 
 def saved_params(out) -> KeptParams:
-    """The parameters kept at the steps of save_params by the finished runs of the sweep in `out`."""
+    """The parameters kept at the steps of save_params by the finished runs of the sweep in
+    `out`, from every part (one run's: parts.kept_params)."""
     store = Store(out)
     plan = planning.make(load_saved(out, "no parameters to read"))
     return store.assemble(plan, missing_ok=True).params
@@ -151,6 +154,7 @@ class Store:
                     + f"); {GROWTH}. Refusing to mix them: use another --out, or delete {store.out} to start over"
                 )
         store.make_writable()
+        (store.out / PARTS_INDEX).unlink(missing_ok=True)  # the parts this run writes may change what it names
         if old is None or old.to_dict() != spec.to_dict():
             atomic_write_bytes(store.out / SPEC_FILE, tomli_w.dumps(spec.to_dict()).encode())
         if old is not None and fingerprint.settings_of(old) != fingerprint.settings_of(spec):
@@ -287,6 +291,12 @@ class Store:
         stats = {"runs": plan.n_runs, "steps": plan.spec.settings["steps"], "groups": len(plan.groups),
                  "parts": len(scan.parts)}
         return Outputs(steps=steps, history=history, diverged_step=diverged_step, stats=stats, params=params)
+
+    def index_parts(self, scan: Scan) -> None:
+        """With save_params, once every run is in: write the parts index (parts.py), which part
+        holds each run, so that one run's parameters are read from its part alone."""
+        if any(part.params for part in scan.parts):
+            atomic_write_bytes(self.out / PARTS_INDEX, parts_index_bytes(scan.parts, n_runs=len(scan.finished)))
 
     def tidy(self, scan: Scan) -> None:
         """Once every run is in: move damaged parts to parts/damaged/ and parts of other
