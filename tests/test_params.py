@@ -4,6 +4,9 @@ forward pass."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +17,7 @@ from test_reference import forward, loss_value
 import jaxgd
 from jaxgd.errors import SpecError
 from jaxgd.front import api
+from jaxgd.storage import parts, store
 from jaxgd.sweep import preflight
 
 SWEEPS = Path(__file__).parent.parent / "sweeps"
@@ -83,6 +87,112 @@ def test_params_survive_a_resume(tmp_path):
         np.testing.assert_array_equal(resumed.params(run_id, 10)["W"], first.params(run_id, 10)["W"])
 
 
+# 2 widths (their layers' shapes differ) x 3 step sizes x 2 seeds in chunks of 2: 12 runs in 6 parts
+MANY_PARTS = make_spec(model={"width": [4, 8]}, optimizer={"lr": [0.05, 0.1, 0.2]}, steps=20,
+                       save_params=[0, 10, "final"], engine={"chunk_size": 2})
+
+
+@pytest.fixture(scope="module")
+def many_parts(tmp_path_factory):
+    out = tmp_path_factory.mktemp("parts") / "out"
+    return out, jaxgd.run(MANY_PARTS, out=out, progress=False, plots=False)
+
+
+@pytest.fixture
+def parts_read(monkeypatch):
+    """The names of the part files read, each time one is."""
+    names, read_bytes = [], Path.read_bytes
+
+    def counted(path):
+        if parts.PART_NAME.fullmatch(path.name):
+            names.append(path.name)
+        return read_bytes(path)
+
+    monkeypatch.setattr(Path, "read_bytes", counted)
+    return names
+
+
+def test_one_runs_parameters_are_read_from_its_part_alone(many_parts, parts_read):
+    out, results = many_parts
+    every_part = store.saved_params(out)  # assembled from every part
+    assert len(parts_read) == 6
+    for run_id in results.summary.run_id:
+        for step in (0, 10, 20, "final"):
+            parts_read.clear()
+            layers = jaxgd.Results.load(out).params(run_id, step)
+            assert len(parts_read) == 1
+            for layer, values in every_part.of(run_id).items():
+                np.testing.assert_array_equal(layers[layer], values[[0, 10, 20].index(20 if step == "final" else step)])
+                np.testing.assert_array_equal(layers[layer], results.params(run_id, step)[layer])
+    loaded, parts_read[:] = jaxgd.Results.load(out), []
+    for run_id in every_part.blocks[0][0]:  # the runs of one part: read once by results loaded from the folder
+        loaded.params(run_id, 10)
+    assert len(every_part.blocks[0][0]) == 2 and len(parts_read) == 1
+    parts_read.clear()
+    materialized = jaxgd.materialize(out, 7, step=10)
+    assert len(parts_read) == 1
+    np.testing.assert_array_equal(materialized["params"]["W"], results.params(7, 10)["W"])
+
+
+def test_a_runs_parameters_are_refused_as_before_when_its_part_is_damaged_or_missing(many_parts, tmp_path):
+    out, results = many_parts
+    out = shutil.copytree(out, tmp_path / "out")
+    damaged, missing = sorted((out / "parts").glob("r*.npz"))[1:3]
+    data = bytearray(damaged.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one damaged byte
+    damaged.write_bytes(bytes(data))
+    missing.unlink()
+    loaded = jaxgd.Results.load(out)
+    kept = store.saved_params(out)  # of the parts left
+    runs_lost = [r for r in results.summary.run_id if kept.of(r) is None]
+    assert len(runs_lost) == 4
+    for run_id in runs_lost + [12, -1, 10**6, "0"]:
+        with pytest.raises(ValueError, match=f"run_id: got {run_id!r}; not a finished run of this sweep"):
+            loaded.params(run_id, "final")
+    for run_id in set(results.summary.run_id) - set(runs_lost):
+        np.testing.assert_array_equal(loaded.params(run_id, "final")["W"], results.params(run_id, "final")["W"])
+    # materialize trains a run whose part is lost again, alone: equal to float rounding
+    np.testing.assert_allclose(jaxgd.materialize(out, runs_lost[0], step=10)["params"]["W"],
+                               results.params(runs_lost[0], 10)["W"], rtol=1e-5, atol=1e-6)
+
+
+def test_reading_a_runs_parameters_from_a_finished_folder_imports_no_jax(many_parts):
+    out, results = many_parts
+    code = (f"import sys; from jaxgd.storage.results import Results; "
+            f"print(Results.load({str(out)!r}).params(3, 'final')['W'].tolist()); print('jax' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.splitlines() == [str(results.params(3, "final")["W"].tolist()), "False"], done.stderr
+
+
+@pytest.mark.parametrize("index", ["missing", "damaged"])
+def test_without_a_readable_parts_index_every_part_is_read(many_parts, tmp_path, parts_read, index):
+    out, results = many_parts
+    out = shutil.copytree(out, tmp_path / "out")
+    parts_index = out / parts.PARTS_INDEX
+    parts_index.unlink() if index == "missing" else parts_index.write_bytes(b"not an index")
+    parts_read.clear()
+    np.testing.assert_array_equal(jaxgd.Results.load(out).params(5, 10)["a"], results.params(5, 10)["a"])
+    assert len(parts_read) == 6
+
+
+def test_a_run_into_the_folder_removes_its_parts_index_and_the_grown_sweep_writes_it_again(tmp_path):
+    small = make_spec(optimizer={"lr": [0.05, 0.2]}, steps=20, save_params=["final"], engine={"chunk_size": 2})
+    grown = make_spec(small, optimizer={"lr": [0.02, 0.05, 0.2]})  # the old runs' ids change
+    first = jaxgd.run(small, out=tmp_path, progress=False, plots=False)
+    store.Store.open(tmp_path, jaxgd.load_spec(grown))  # as a run of the grown sweep does before its first chunk
+    assert not (tmp_path / parts.PARTS_INDEX).exists()
+    new_ids = jaxgd.run(grown, progress=False).summary.set_index(["seed", "lr"]).run_id
+    for run in first.summary.itertuples():
+        np.testing.assert_array_equal(jaxgd.materialize(tmp_path, new_ids[run.seed, run.lr], step="final")["params"]["W"],
+                                      first.params(run.run_id, "final")["W"])
+    assert list(new_ids[first.summary.set_index(["seed", "lr"]).index]) != list(first.summary.run_id)
+    again = jaxgd.run(grown, out=tmp_path, progress=False, plots=False)
+    assert (tmp_path / parts.PARTS_INDEX).exists()
+    for run_id in again.summary.run_id:
+        np.testing.assert_array_equal(jaxgd.Results.load(tmp_path).params(run_id, "final")["W"],
+                                      again.params(run_id, "final")["W"])
+
+
 def test_save_params_is_checked_before_anything_compiles():
     with pytest.raises(SpecError, match=r"save_params: steps \[15\] are not logged"):
         jaxgd.load_spec(make_spec(steps=20, save_params=[15]))
@@ -93,12 +203,20 @@ def test_save_params_is_checked_before_anything_compiles():
     assert jaxgd.load_spec(make_spec(steps=20, save_params=["final", 0])).settings["save_params"] == (0, 20)
 
 
-def test_results_params_names_the_steps_kept():
-    results = jaxgd.run(make_spec(steps=20, save_params=[10]), progress=False)
-    with pytest.raises(ValueError, match=r"kept parameters at steps \[10\]"):
+def test_results_params_and_materialize_name_the_steps_allowed():
+    spec = make_spec(steps=20, save_params=[10])
+    results = jaxgd.run(spec, progress=False)
+    with pytest.raises(ValueError, match=r"kept parameters \(save_params\), \[10\] \(\"final\" is step 20\)"):
         results.params(0, 20)
+    with pytest.raises(ValueError, match=r"got 'final'; .*\[10\] \(\"final\" is step 20\)"):
+        results.params(0, "final")
     with pytest.raises(ValueError, match="run_id"):
         results.params(10**6, 10)
+    with pytest.raises(ValueError, match=r'kept no parameters: set save_params \(e.g. \[0, "final"\]\)'):
+        jaxgd.run(make_spec(steps=20), progress=False).params(0, 0)
+    with pytest.raises(ValueError, match=r'step: got 7; expected one of the steps this sweep logs, \[0, 10, 20, \.\.\., 40\] '
+                                         r'or "final" \(step 40\)'):
+        jaxgd.materialize(make_spec(), 0, step=7)
 
 
 def test_dry_run_reports_the_storage_of_kept_parameters():

@@ -16,10 +16,12 @@ from jaxgd.engine import compile_cache, host, loop
 from jaxgd.engine import dispatch as engine
 from jaxgd.storage import distributed, files, shares
 from jaxgd.storage.results import Results
-from jaxgd.storage.store import Store, load_saved, report_damaged, saved_params
+from jaxgd.storage.parts import kept_params
+from jaxgd.storage.store import Store, load_saved, report_damaged
 from jaxgd.sweep import plan as planning
 from jaxgd.sweep import preflight
 from jaxgd.sweep import spec as specs
+from jaxgd.sweep.steps import chosen_step
 
 
 def estimate(spec, *, overrides=None, out=None) -> preflight.Estimate:
@@ -100,6 +102,7 @@ def _run_locked(store, out, resolved, plan, progress, index, count, plots, recom
     results = Results.from_outputs(plan, assembled)
     if index == 0:
         results.save(out)
+        store.index_parts(after)
         if plots:
             _save_figures(results, resolved.plot, out)
         store.tidy(after)
@@ -128,6 +131,7 @@ def collect(out, *, progress=True, plots=True) -> Results:
             report_damaged(scan)
         results = Results.from_outputs(plan, store.assemble(plan, scan))
         results.save(out)
+        store.index_parts(scan)
         if plots:
             _save_figures(results, spec.plot, out)
         store.tidy(scan)
@@ -155,10 +159,7 @@ def materialize(spec, run_id: int, *, step: int | str = 0, overrides=None) -> di
     plan = planning.make(resolved)
     if not 0 <= run_id < plan.n_runs:
         raise ValueError(f"run_id: got {run_id}; this sweep has runs 0..{plan.n_runs - 1}")
-    at = resolved.settings["steps"] if step == specs.FINAL else step
-    if at not in plan.logged_steps:
-        raise ValueError(f"step: got {step!r}; expected a logged step of the sweep (0, {resolved.settings['log_every']}, "
-                         f"..., {resolved.settings['steps']}) or \"final\"")
+    at = chosen_step(step, last=resolved.settings["steps"], allowed=plan.logged_steps, which="this sweep logs")
     group = next(g for g in plan.groups if run_id in g.run_ids)
     i = int(np.flatnonzero(group.run_ids == run_id)[0])
     hyper = {k: v[i] for k, v in group.hyper.items()}
@@ -183,7 +184,8 @@ def _params_at(folder, plan, group, position, step) -> dict:
     """The parameters of the run at `position` in `group` after `step` updates: from the
     folder's parts where it kept them, else trained again alone up to there."""
     kept_steps = plan.spec.settings["save_params"]
-    layers = saved_params(folder).of(int(group.run_ids[position])) if folder and step in kept_steps else None
+    run_id = int(group.run_ids[position])
+    layers = kept_params(folder, run_id).of(run_id) if folder and step in kept_steps else None
     if layers is not None:  # kept by a finished run
         return {layer: values[kept_steps.index(step)] for layer, values in layers.items()}
     static = planning.Static.of({**dict(group.static.items), "save_params": (int(step),)})

@@ -16,7 +16,9 @@ import tomli_w
 from jaxgd.engine.outputs import KeptParams, Outputs
 from jaxgd.errors import IncompleteError
 from jaxgd.storage.files import atomic_write
+from jaxgd.storage.parts import kept_params
 from jaxgd.sweep import expressions
+from jaxgd.sweep.steps import FINAL, chosen_step
 
 if TYPE_CHECKING:  # reading finished tables imports no JAX: the plan is needed only to assemble parts
     from jaxgd.sweep.plan import Plan
@@ -98,8 +100,8 @@ class Results:
     summary: pd.DataFrame
     spec: dict  # the resolved spec
     stats: dict = dataclasses.field(default_factory=dict)
-    # every layer at the steps of save_params: kept in the parts of a folder, read from
-    # there on first use by results loaded from one
+    # every layer at the steps of save_params: of every run in the results of a run; in
+    # results loaded from a folder, those last read from its parts (parts.kept_params)
     saved_params: KeptParams = dataclasses.field(default_factory=KeptParams, repr=False)
     folder: Path | None = None  # the --out folder the results were loaded from
 
@@ -117,15 +119,13 @@ class Results:
         """Every layer of run `run_id` after `step` updates, a step of save_params or
         "final" (NaN from the run's divergence on)."""
         saved = list(self.spec.get("save_params", []))
-        at = self.spec["steps"] if step == "final" else step
-        if at not in saved:
-            raise ValueError(f"step: got {step!r}; " + (f"this sweep kept parameters at steps {saved} (save_params)" if saved
-                             else "this sweep kept no parameters: set save_params (e.g. [0, \"final\"])"))
-        if not self.saved_params.blocks and self.folder is not None:
-            from jaxgd.storage.store import saved_params  # imports JAX: only when asked for
-
-            self.saved_params = saved_params(self.folder)
+        if not saved:
+            raise ValueError(f'step: got {step!r}; this sweep kept no parameters: set save_params (e.g. [0, "{FINAL}"])')
+        at = chosen_step(step, last=self.spec["steps"], allowed=saved, which="at which this sweep kept parameters (save_params)")
         layers = self.saved_params.of(run_id)
+        if layers is None and self.folder is not None:  # loaded from a folder: read the part that holds the run
+            self.saved_params = kept_params(self.folder, run_id)
+            layers = self.saved_params.of(run_id)
         if layers is None:
             raise ValueError(f"run_id: got {run_id!r}; not a finished run of this sweep")
         return {layer: values[saved.index(at)] for layer, values in layers.items()}

@@ -8,6 +8,8 @@
     DIR/parts/settings-<hash>.json     the settings a fingerprint stands for (to name what differs)
     DIR/.jaxgd.lock                    the host and pid of the process writing the folder
     DIR/history.parquet, summary.parquet, stats.json, figures: assembled at the end
+    DIR/parts_index.npz                with save_params, written with the tables: which part holds each
+                                       run (parts.py), so that one run's parameters are read from its part
 
 Every file is written to a temporary name, flushed to disk and renamed, so a crash
 leaves either the whole file or none. A part counts only once its manifest line is
@@ -33,10 +35,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
-import io
 import json
 import os
-import re
 import secrets
 import sys
 import tempfile
@@ -51,11 +51,11 @@ from jaxgd.engine.outputs import KeptParams, Outputs
 from jaxgd.errors import IncompleteError
 from jaxgd.storage import fingerprint, results
 from jaxgd.storage.files import HOST, Lock, atomic_write_bytes, left_by_dead_process
+from jaxgd.storage.parts import PART_NAME, PARTS, PARTS_INDEX, Part, part_bytes, read_part, parts_index_bytes
 from jaxgd.sweep import spec as specs
 from jaxgd.sweep import plan as planning
 
-PARTS, SPEC_FILE = "parts", "spec.toml"
-PART_NAME = re.compile(r"r\d{9}-n\d+-[0-9a-f]{10}\.npz")  # what PartWriter names a part: nothing else is read
+SPEC_FILE = "spec.toml"
 ASIDE = {"damaged": "damaged", "foreign": "superseded"}  # where tidy moves parts that do not count
 
 
@@ -68,7 +68,8 @@ def load_saved(out, doing: str) -> specs.Spec:
 
 
 def saved_params(out) -> KeptParams:
-    """The parameters kept at the steps of save_params by the finished runs of the sweep in `out`."""
+    """The parameters kept at the steps of save_params by the finished runs of the sweep in
+    `out`, from every part (one run's: parts.kept_params)."""
     store = Store(out)
     plan = planning.make(load_saved(out, "no parameters to read"))
     return store.assemble(plan, missing_ok=True).params
@@ -100,19 +101,6 @@ def spec_differences(old: specs.Spec, new: specs.Spec) -> list[str]:
         show = lambda v: "(unset)" if v is None else (repr(v) if len(repr(v)) < 60 else repr(v)[:57] + "...")
         lines.append(f"{key}: {show(a.get(key))} there, {show(b.get(key))} here")
     return lines
-
-
-@dataclasses.dataclass
-class Part:
-    """One saved chunk: its runs, their divergence steps and metrics (run, logged step)."""
-
-    name: str
-    run_ids: np.ndarray  # in this sweep (a part of a smaller sweep this one grows: found by its points)
-    diverged_step: np.ndarray
-    history: dict[str, np.ndarray]
-    steps: np.ndarray  # the logged steps
-    params: dict[str, np.ndarray]  # layer -> (run, step of save_params, ...)
-    points: dict[str, np.ndarray]  # each run's key (run_points)
 
 
 @dataclasses.dataclass
@@ -166,6 +154,7 @@ class Store:
                     + f"); {GROWTH}. Refusing to mix them: use another --out, or delete {store.out} to start over"
                 )
         store.make_writable()
+        (store.out / PARTS_INDEX).unlink(missing_ok=True)  # the parts this run writes may change what it names
         if old is None or old.to_dict() != spec.to_dict():
             atomic_write_bytes(store.out / SPEC_FILE, tomli_w.dumps(spec.to_dict()).encode())
         if old is not None and fingerprint.settings_of(old) != fingerprint.settings_of(spec):
@@ -230,7 +219,7 @@ class Store:
                 damaged[name] = "truncated or damaged: its sha256 is not the one in the manifest"
                 continue
             try:
-                part = _read_part(name, data)
+                part = read_part(name, data, sha256=digest)
                 ok = _fits(part, plan)
             except Exception as err:  # noqa: BLE001 - any unreadable part is redone
                 damaged[name] = f"unreadable: {type(err).__name__}"
@@ -302,6 +291,12 @@ class Store:
         stats = {"runs": plan.n_runs, "steps": plan.spec.settings["steps"], "groups": len(plan.groups),
                  "parts": len(scan.parts)}
         return Outputs(steps=steps, history=history, diverged_step=diverged_step, stats=stats, params=params)
+
+    def index_parts(self, scan: Scan) -> None:
+        """With save_params, once every run is in: write the parts index (parts.py), which part
+        holds each run, so that one run's parameters are read from its part alone."""
+        if any(part.params for part in scan.parts):
+            atomic_write_bytes(self.out / PARTS_INDEX, parts_index_bytes(scan.parts, n_runs=len(scan.finished)))
 
     def tidy(self, scan: Scan) -> None:
         """Once every run is in: move damaged parts to parts/damaged/ and parts of other
@@ -381,19 +376,6 @@ def _fits(part: Part, plan: planning.Plan) -> bool:
     )
 
 
-def _read_part(name: str, data: bytes) -> Part:
-    with np.load(io.BytesIO(data), allow_pickle=False) as z:
-        return Part(
-            name=name,
-            run_ids=z["run_ids"].astype(np.int64),
-            diverged_step=z["diverged_step"].astype(np.int64),
-            history={k[len("metric:"):]: z[k] for k in z.files if k.startswith("metric:")},
-            steps=z["steps"],
-            params={k[len("param:"):]: z[k] for k in z.files if k.startswith("param:")},
-            points={k[len("point:"):]: z[k] for k in z.files if k.startswith("point:")},
-        )
-
-
 class PartWriter:
     """Writes one process's parts and its own manifest."""
 
@@ -410,12 +392,8 @@ class PartWriter:
         # named by its runs' points, not their ids: a grown sweep's new runs take ids of old ones
         tag = hashlib.sha256(b"".join(k.encode() + v.tobytes() for k, v in sorted(points.items()))).hexdigest()[:10]
         name = f"r{int(run_ids[0]):09d}-n{len(run_ids)}-{tag}.npz"
-        buffer = io.BytesIO()
-        arrays = ({f"metric:{k}": v for k, v in history.items()} | {f"point:{k}": v for k, v in points.items()}
-                  | {f"param:{k}": v for k, v in params.items()})
-        np.savez(buffer, run_ids=run_ids, diverged_step=np.asarray(diverged_step, np.int64),
-                 steps=self.plan.logged_steps, **arrays)
-        data = buffer.getvalue()
+        data = part_bytes(run_ids=run_ids, diverged_step=np.asarray(diverged_step, np.int64), steps=self.plan.logged_steps,
+                          history=history, points=points, params=params)
         atomic_write_bytes(self.store.parts / name, data)
         now = time.perf_counter()
         entry = {

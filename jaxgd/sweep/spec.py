@@ -28,6 +28,7 @@ from jaxgd.errors import SpecError
 from jaxgd.science import data, given, losses, metrics, models, optim, registry  # noqa: F401
 from jaxgd.science.registry import Setting
 from jaxgd.sweep import expressions, plugins
+from jaxgd.sweep.steps import FINAL, step_numbers
 
 
 def _int(key, default, doc, minimum=1, sweepable=True):
@@ -193,7 +194,7 @@ def _allowed(setting: Setting) -> str:
     if setting.type is bool:
         return "true or false"
     if setting.type is tuple:
-        return 'a list of step numbers >= 0 or "final" (the last step)'
+        return f'a list of step numbers >= 0 or "{FINAL}" (the last step)'
     if setting.type is str:
         return "a string"
     kind = "an integer" if setting.type is int else "a number"
@@ -361,14 +362,11 @@ VAR_PREFIX = "vars."
 SET_AFTER_INIT = ("optimizer.", "engine.")
 
 
-FINAL = "final"  # in a list of steps: the last step
-
-
 def _final_steps(settings) -> None:
-    """Each list of steps sorted, "final" replaced by the number of steps."""
+    """Each list of steps as step numbers ("final": the number of steps)."""
     for key, setting in schema().items():
         if setting.type is tuple and key in settings:
-            settings[key] = tuple(sorted({settings["steps"] if t == FINAL else t for t in settings[key]}))
+            settings[key] = step_numbers(settings[key], last=settings["steps"])
 
 
 def _resolve_vars(raw) -> dict[str, list[float]]:

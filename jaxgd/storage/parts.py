@@ -1,0 +1,114 @@
+"""The parts of a sweep's --out folder on disk (store.py keeps, checks and assembles them):
+one part is the arrays of a finished chunk in an .npz file; the parts index says which part
+holds each run, so that one run's kept parameters are read from its part alone. Imports
+no JAX: reading a finished sweep's parameters by its parts index never needs it."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import re
+from pathlib import Path
+
+import numpy as np
+
+from jaxgd.engine.outputs import KeptParams
+
+PARTS = "parts"  # the folder of the parts, in the --out folder
+PART_NAME = re.compile(r"r\d{9}-n\d+-[0-9a-f]{10}\.npz")  # what PartWriter names a part: nothing else is read
+# In the --out folder: which part holds each run of a finished sweep, written with its
+# tables; any run into the folder removes it, since the parts it writes may change what it names.
+PARTS_INDEX = "parts_index.npz"
+
+
+@dataclasses.dataclass
+class Part:
+    """One saved chunk: its runs, their divergence steps and metrics (run, logged step)."""
+
+    name: str
+    sha256: str  # of its bytes
+    run_ids: np.ndarray  # in this sweep (a part of a smaller sweep this one grows: found by its points)
+    diverged_step: np.ndarray
+    history: dict[str, np.ndarray]
+    steps: np.ndarray  # the logged steps
+    params: dict[str, np.ndarray]  # layer -> (run, step of save_params, ...)
+    points: dict[str, np.ndarray]  # each run's key (run_points)
+
+
+def part_bytes(*, run_ids, diverged_step, steps, history, points, params) -> bytes:
+    """The file of one part (read back by read_part)."""
+    buffer = io.BytesIO()
+    arrays = ({f"metric:{k}": v for k, v in history.items()} | {f"point:{k}": v for k, v in points.items()}
+              | {f"param:{k}": v for k, v in params.items()})
+    np.savez(buffer, run_ids=run_ids, diverged_step=diverged_step, steps=steps, **arrays)
+    return buffer.getvalue()
+
+
+def read_part(name: str, data: bytes, *, sha256: str) -> Part:
+    """The part in the file `data` (part_bytes), whose sha256 the caller has checked."""
+    with np.load(io.BytesIO(data), allow_pickle=False) as z:
+        return Part(
+            name=name,
+            sha256=sha256,
+            run_ids=z["run_ids"].astype(np.int64),
+            diverged_step=z["diverged_step"].astype(np.int64),
+            history={k[len("metric:"):]: z[k] for k in z.files if k.startswith("metric:")},
+            steps=z["steps"],
+            params={k[len("param:"):]: z[k] for k in z.files if k.startswith("param:")},
+            points={k[len("point:"):]: z[k] for k in z.files if k.startswith("point:")},
+        )
+
+
+def parts_index_bytes(parts: list[Part], *, n_runs: int) -> bytes:
+    """The parts index of a sweep of `n_runs` runs held by `parts` (a scan's): each run's part
+    (-1: none) and row there, each part's name and sha256."""
+    part, row = np.full(n_runs, -1, np.int64), np.zeros(n_runs, np.int64)
+    for number, held in enumerate(parts):  # a run in two parts (a chunk redone) has the same values in both
+        part[held.run_ids], row[held.run_ids] = number, np.arange(len(held.run_ids))
+    buffer = io.BytesIO()
+    np.savez(buffer, part=part, row=row, name=np.array([p.name for p in parts], str),
+             sha256=np.array([p.sha256 for p in parts], str))
+    return buffer.getvalue()
+
+
+def indexed_params(out: Path, run_id) -> KeptParams | None:
+    """The kept parameters of the runs of the part that holds run `run_id` (none if no
+    finished run of the sweep has that id), found by the parts index of the folder `out`;
+    None where the index cannot tell: there is none, or its part is not the file it
+    indexed (missing, damaged, written again)."""
+    try:
+        with np.load(out / PARTS_INDEX, allow_pickle=False) as index:
+            part, row, names, sha256 = index["part"], index["row"], index["name"], index["sha256"]
+    except Exception:  # noqa: BLE001 - missing or unreadable: the parts are scanned instead
+        return None
+    if run_id not in range(len(part)) or part[int(run_id)] < 0:
+        return KeptParams()
+    number = part[int(run_id)]
+    name, digest = str(names[number]), str(sha256[number])
+    data = _bytes_of(out / PARTS / name) if PART_NAME.fullmatch(name) else None
+    if data is None or hashlib.sha256(data).hexdigest() != digest:
+        return None
+    runs = np.flatnonzero(part == number)
+    held, kept = read_part(name, data, sha256=digest), KeptParams()
+    kept.add(runs, {layer: values[row[runs]] for layer, values in held.params.items()})
+    return kept
+
+
+def _bytes_of(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
+
+
+def kept_params(out, run_id) -> KeptParams:
+    """Kept parameters of the sweep in the folder `out`, among them run `run_id`'s if it is
+    a finished run: those of its part alone where the parts index names it, else those of
+    every finished run (store.saved_params: reads every part, and imports JAX)."""
+    indexed = indexed_params(Path(out), run_id)
+    if indexed is not None:
+        return indexed
+    from jaxgd.storage.store import saved_params  # imports JAX: only where the parts index cannot tell
+
+    return saved_params(out)
