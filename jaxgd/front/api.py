@@ -15,8 +15,7 @@ import numpy as np
 from jaxgd.engine import compile_cache, host, loop
 from jaxgd.engine import dispatch as engine
 from jaxgd.storage import distributed, files, shares
-from jaxgd.storage.results import Results
-from jaxgd.storage.parts import kept_params
+from jaxgd.storage.results import Results, kept_params
 from jaxgd.storage.store import Store, load_saved, report_damaged
 from jaxgd.sweep import plan as planning
 from jaxgd.sweep import preflight

@@ -20,7 +20,8 @@ from jaxgd.engine import compile_cache, dispatch, host
 from jaxgd.errors import SpecError
 from jaxgd.front import plot
 from jaxgd.storage import files
-from jaxgd.storage.results import SUMMARY_FILE, summary_table
+from jaxgd.storage.files import SUMMARY_FILE
+from jaxgd.storage.results import summary_table
 from jaxgd.sweep import expressions
 from jaxgd.sweep import plan as planning
 from jaxgd.sweep import spec as specs

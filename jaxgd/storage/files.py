@@ -13,6 +13,9 @@ import time
 from pathlib import Path
 
 HOST = socket.gethostname()
+# The files of an --out folder beside its parts (storage.parts): the tables, the resolved
+# spec, the figures' stats, and the lock.
+HISTORY_FILE, SUMMARY_FILE, SPEC_FILE, STATS_FILE = "history.parquet", "summary.parquet", "spec.toml", "stats.json"
 LOCK_FILE = ".jaxgd.lock"
 _TMP_SEP = "~"  # .<name>~<host>~<pid>~<random>.tmp
 

@@ -100,15 +100,3 @@ def _bytes_of(path: Path) -> bytes | None:
         return path.read_bytes()
     except OSError:
         return None
-
-
-def kept_params(out, run_id) -> KeptParams:
-    """Kept parameters of the sweep in the folder `out`, among them run `run_id`'s if it is
-    a finished run: those of its part alone where the parts index names it, else those of
-    every finished run (store.saved_params: reads every part, and imports JAX)."""
-    indexed = indexed_params(Path(out), run_id)
-    if indexed is not None:
-        return indexed
-    from jaxgd.storage.store import saved_params  # imports JAX: only where the parts index cannot tell
-
-    return saved_params(out)

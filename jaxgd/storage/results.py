@@ -15,17 +15,14 @@ import tomli_w
 
 from jaxgd.engine.outputs import KeptParams, Outputs
 from jaxgd.errors import IncompleteError
-from jaxgd.storage.files import atomic_write
-from jaxgd.storage.parts import kept_params
+from jaxgd.storage.files import HISTORY_FILE, SPEC_FILE, STATS_FILE, SUMMARY_FILE, atomic_write
+from jaxgd.storage.parts import indexed_params
 from jaxgd.sweep import expressions
 from jaxgd.sweep.steps import FINAL, chosen_step
 
 if TYPE_CHECKING:  # reading finished tables imports no JAX: the plan is needed only to assemble parts
     from jaxgd.sweep.plan import Plan
 
-HISTORY_FILE, SUMMARY_FILE, SPEC_FILE, STATS_FILE = (
-    "history.parquet", "summary.parquet", "spec.toml", "stats.json",
-)
 
 
 def history_table(plan: Plan, outputs: Outputs) -> pd.DataFrame:
@@ -101,7 +98,7 @@ class Results:
     spec: dict  # the resolved spec
     stats: dict = dataclasses.field(default_factory=dict)
     # every layer at the steps of save_params: of every run in the results of a run; in
-    # results loaded from a folder, those last read from its parts (parts.kept_params)
+    # results loaded from a folder, those last read from its parts (kept_params)
     saved_params: KeptParams = dataclasses.field(default_factory=KeptParams, repr=False)
     folder: Path | None = None  # the --out folder the results were loaded from
 
@@ -236,3 +233,15 @@ class Results:
         if s.get("out_of_memory_retries"):
             line += f"; out of memory: chunks cut to {min(s['chunk_sizes'])} runs per device"
         return line
+
+
+def kept_params(out, run_id) -> KeptParams:
+    """Kept parameters of the sweep in the folder `out`, among them run `run_id`'s if it is
+    a finished run: those of its part alone where the parts index names it, else those of
+    every finished run (store.saved_params: reads every part, and imports JAX)."""
+    indexed = indexed_params(Path(out), run_id)
+    if indexed is not None:
+        return indexed
+    from jaxgd.storage.store import saved_params  # imports JAX: only where the parts index cannot tell
+
+    return saved_params(out)

@@ -49,13 +49,13 @@ import tomli_w
 
 from jaxgd.engine.outputs import KeptParams, Outputs
 from jaxgd.errors import IncompleteError
-from jaxgd.storage import fingerprint, results
-from jaxgd.storage.files import HOST, Lock, atomic_write_bytes, left_by_dead_process
+from jaxgd.storage import fingerprint
+from jaxgd.storage.files import (HISTORY_FILE, HOST, SPEC_FILE, STATS_FILE, SUMMARY_FILE, Lock, atomic_write_bytes,
+                                 left_by_dead_process)
 from jaxgd.storage.parts import PART_NAME, PARTS, PARTS_INDEX, Part, part_bytes, read_part, parts_index_bytes
 from jaxgd.sweep import spec as specs
 from jaxgd.sweep import plan as planning
 
-SPEC_FILE = "spec.toml"
 ASIDE = {"damaged": "damaged", "foreign": "superseded"}  # where tidy moves parts that do not count
 
 
@@ -69,7 +69,7 @@ def load_saved(out, doing: str) -> specs.Spec:
 
 def saved_params(out) -> KeptParams:
     """The parameters kept at the steps of save_params by the finished runs of the sweep in
-    `out`, from every part (one run's: parts.kept_params)."""
+    `out`, from every part (one run's: results.kept_params)."""
     store = Store(out)
     plan = planning.make(load_saved(out, "no parameters to read"))
     return store.assemble(plan, missing_ok=True).params
@@ -159,7 +159,7 @@ class Store:
             atomic_write_bytes(store.out / SPEC_FILE, tomli_w.dumps(spec.to_dict()).encode())
         if old is not None and fingerprint.settings_of(old) != fingerprint.settings_of(spec):
             # grown: the tables are the smaller sweep's (its parts stay), written again at the end
-            for name in (results.HISTORY_FILE, results.SUMMARY_FILE, results.STATS_FILE):
+            for name in (HISTORY_FILE, SUMMARY_FILE, STATS_FILE):
                 (store.out / name).unlink(missing_ok=True)
         record = store.parts / f"settings-{fingerprint.of(spec)['settings']}.json"
         if not record.is_file():
