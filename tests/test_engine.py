@@ -11,6 +11,7 @@ from conftest import make_spec
 import jaxgd
 from jaxgd.engine import dispatch as engine
 from jaxgd.engine import loop
+from jaxgd.front import api
 from jaxgd.sweep import plan as planning
 from jaxgd.sweep import spec as specs
 
@@ -180,6 +181,20 @@ def test_static_string_settings_can_be_swept():
 def test_materialize_refuses_unknown_run():
     with pytest.raises(ValueError, match="run_id"):
         jaxgd.materialize(make_spec(), 99)
+
+
+def test_materialize_compiles_a_groups_setup_once_for_all_its_runs(monkeypatch):
+    """Checking cell after cell by hand: the runs of one group reuse its compiled setup
+    (traced once), and each gets its own data and parameters."""
+    api._setup_program.cache_clear()  # groups compiled by earlier tests stay compiled
+    traced = []
+    setup = loop.setup
+    monkeypatch.setattr(loop, "setup", lambda cfg, seed: traced.append(cfg.model.width) or setup(cfg, seed))
+    spec = make_spec(seeds=3, model={"width": [5, 6]}, optimizer={"lr": [0.1, 0.2]})
+    runs = [jaxgd.materialize(spec, run_id) for run_id in range(12)]
+    assert sorted(traced) == [5, 6]
+    assert [r["params"]["W"].shape[0] for r in runs] == [5] * 6 + [6] * 6
+    assert len({r["params"]["W"].tobytes() for r in runs}) == 6  # 3 seeds per width; lr does not change the start
 
 
 def test_init_seed_starts_every_seed_alike_and_leaves_them_their_own_batches():
