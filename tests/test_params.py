@@ -4,6 +4,7 @@ forward pass."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -146,7 +147,7 @@ def test_a_runs_parameters_are_refused_as_before_when_its_part_is_damaged_or_mis
     kept = store.saved_params(out)  # of the parts left
     runs_lost = [r for r in results.summary.run_id if kept.of(r) is None]
     assert len(runs_lost) == 4
-    for run_id in runs_lost + [12, -1, 10**6, "0"]:
+    for run_id in runs_lost + [12, -1, 10**6]:
         with pytest.raises(ValueError, match=f"run_id: got {run_id!r}; not a finished run of this sweep"):
             loaded.params(run_id, "final")
     for run_id in set(results.summary.run_id) - set(runs_lost):
@@ -217,6 +218,18 @@ def test_results_params_and_materialize_name_the_steps_allowed():
     with pytest.raises(ValueError, match=r'step: got 7; expected one of the steps this sweep logs, \[0, 10, 20, \.\.\., 40\] '
                                          r'or "final" \(step 40\)'):
         jaxgd.materialize(make_spec(), 0, step=7)
+
+
+@pytest.mark.parametrize("run_id", [True, np.True_, 1.0, np.float32(2), "1", None, 1.5])
+def test_a_run_id_that_is_not_an_integer_is_refused_naming_run_id(many_parts, run_id):
+    """`True` or `1.0` would stand for run 1; a string or None was a bare TypeError and 1.5 a
+    StopIteration in materialize."""
+    out, results = many_parts
+    expected = rf"run_id: got {re.escape(repr(run_id))}; expected an integer, a run's run_id in the summary"
+    for read in (results.params, jaxgd.Results.load(out).params, lambda run_id, step: jaxgd.materialize(out, run_id, step=step)):
+        with pytest.raises(ValueError, match=expected):
+            read(run_id, 10)
+    np.testing.assert_array_equal(jaxgd.Results.load(out).params(np.int64(1), 10)["W"], results.params(1, 10)["W"])
 
 
 def test_dry_run_reports_the_storage_of_kept_parameters():

@@ -15,7 +15,7 @@ import numpy as np
 from jaxgd.engine import compile_cache, host, loop
 from jaxgd.engine import dispatch as engine
 from jaxgd.storage import distributed, files, shares
-from jaxgd.storage.results import Results, kept_params
+from jaxgd.storage.results import Results, kept_params, run_number
 from jaxgd.storage.store import Store, load_saved, report_damaged
 from jaxgd.sweep import plan as planning
 from jaxgd.sweep import preflight
@@ -156,6 +156,7 @@ def materialize(spec, run_id: int, *, step: int | str = 0, overrides=None) -> di
     folder = Path(spec) if isinstance(spec, (str, Path)) and Path(spec).is_dir() else None
     resolved = specs.load(load_saved(folder, "nothing to materialize") if folder else spec, overrides)
     plan = planning.make(resolved)
+    run_id = run_number(run_id)
     if not 0 <= run_id < plan.n_runs:
         raise ValueError(f"run_id: got {run_id}; this sweep has runs 0..{plan.n_runs - 1}")
     at = chosen_step(step, last=resolved.settings["steps"], allowed=plan.logged_steps, which="this sweep logs")
