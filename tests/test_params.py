@@ -176,6 +176,32 @@ def test_without_a_readable_parts_index_every_part_is_read(many_parts, tmp_path,
     assert len(parts_read) == 6
 
 
+EDITS = {  # of the parts index of MANY_PARTS (6 parts of 2 runs): each still names real parts with their sha256
+    "rows swapped": lambda index: {"row": 1 - index["row"]},
+    "a row from the end": lambda index: {"row": index["row"] - 1},
+    "another part's runs": lambda index: {"part": np.roll(index["part"], 2)},
+    "a part out of range": lambda index: {"part": index["part"] + 6},
+    "a part below -1": lambda index: {"part": index["part"] - 7},
+    "two-dimensional": lambda index: {"part": index["part"][None]},
+    "names cut short": lambda index: {"name": index["name"][:1]},
+}
+
+
+@pytest.mark.parametrize("edit", EDITS)
+def test_a_parts_index_edited_by_hand_gives_every_run_its_own_parameters(many_parts, tmp_path, edit):
+    """An index that misnames a run's part or row (rows swapped or counted from the end gave
+    another run's parameters, silently; a part number out of range an IndexError, or 'not a
+    finished run') is not trusted: the part must name the run at its row."""
+    out, results = many_parts
+    out = shutil.copytree(out, tmp_path / "out")
+    with np.load(out / parts.PARTS_INDEX) as index:
+        written = dict(index)
+    np.savez(out / parts.PARTS_INDEX, **(written | EDITS[edit](written)))
+    loaded = jaxgd.Results.load(out)
+    for run_id in results.summary.run_id:
+        np.testing.assert_array_equal(loaded.params(run_id, 10)["W"], results.params(run_id, 10)["W"])
+
+
 def test_a_run_into_the_folder_removes_its_parts_index_and_the_grown_sweep_writes_it_again(tmp_path):
     small = make_spec(optimizer={"lr": [0.05, 0.2]}, steps=20, save_params=["final"], engine={"chunk_size": 2})
     grown = make_spec(small, optimizer={"lr": [0.02, 0.05, 0.2]})  # the old runs' ids change
