@@ -245,6 +245,8 @@ def user_errors(tmp_path: Path, finished: Path) -> dict:
                               ["--out", "it is a folder, give a file in it", "curves_train_loss.png"]),
         "plot out nowhere": (["plot", finished, "curves", "--metric", "train_loss", "--out", tmp_path / "no" / "x.png"],
                              ["--out", f"the folder {tmp_path / 'no'} does not exist"]),
+        "plot out unwritable": (["plot", finished, "curves", "--metric", "train_loss", "--out", "/proc/x.png"],
+                                ["--out: got '/proc/x.png'; the folder /proc cannot be written", "a folder you can write to"]),
         "plot out not a figure": (["plot", finished, "curves", "--metric", "train_loss", "--out", "x.parquet"],
                                   ["--out: got 'x.parquet'; expected a file name ending in", ".png", ".pdf", ".svg"]),
         "plot out over a table": (["plot", finished, "curves", "--metric", "train_loss",

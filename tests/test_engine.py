@@ -2,6 +2,10 @@
 on the runs beside it; divergence freezes one run and leaves the others alone; one
 compiled program per group of runs with the same static settings."""
 
+import importlib
+import sys
+import textwrap
+
 import chex
 import numpy as np
 import pandas as pd
@@ -195,6 +199,30 @@ def test_materialize_compiles_a_groups_setup_once_for_all_its_runs(monkeypatch):
     assert sorted(traced) == [5, 6]
     assert [r["params"]["W"].shape[0] for r in runs] == [5] * 6 + [6] * 6
     assert len({r["params"]["W"].tobytes() for r in runs}) == 6  # 3 seeds per width; lr does not change the start
+
+
+def test_materialize_compiles_again_for_a_plugin_registered_again(tmp_path, monkeypatch):
+    """A plugin module reloaded (importlib.reload, as in a notebook) registers its names
+    again: materialize's kept programs of the old functions gave their data and parameters."""
+    plugin = tmp_path / "reloaded_plugin.py"
+    source = textwrap.dedent("""
+        import jax
+        import jaxgd
+
+        @jaxgd.dataset("reloaded_gaussian")
+        def reloaded_gaussian(key, n, d):
+            return SCALE * jax.random.normal(key, (n, d)), jax.random.normal(key, (n,))
+    """)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    spec = make_spec(seeds=1, plugins=["reloaded_plugin"], data={"name": "reloaded_gaussian"})
+    plugin.write_text(source.replace("SCALE", "1.0"))
+    before = jaxgd.materialize(spec, 0, step="final")
+    plugin.write_text(source.replace("SCALE", "3.0"))
+    importlib.reload(sys.modules["reloaded_plugin"])
+    after = jaxgd.materialize(spec, 0, step="final")
+    np.testing.assert_allclose(after["X_train"], 3 * before["X_train"], rtol=1e-6)
+    trained = jaxgd.run(make_spec(spec, save_params=["final"]), progress=False).params(0, "final")
+    np.testing.assert_allclose(after["params"]["W"], trained["W"], rtol=1e-5, atol=1e-6)
 
 
 def test_init_seed_starts_every_seed_alike_and_leaves_them_their_own_batches():

@@ -4,6 +4,7 @@ forward pass."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -146,7 +147,7 @@ def test_a_runs_parameters_are_refused_as_before_when_its_part_is_damaged_or_mis
     kept = store.saved_params(out)  # of the parts left
     runs_lost = [r for r in results.summary.run_id if kept.of(r) is None]
     assert len(runs_lost) == 4
-    for run_id in runs_lost + [12, -1, 10**6, "0"]:
+    for run_id in runs_lost + [12, -1, 10**6]:
         with pytest.raises(ValueError, match=f"run_id: got {run_id!r}; not a finished run of this sweep"):
             loaded.params(run_id, "final")
     for run_id in set(results.summary.run_id) - set(runs_lost):
@@ -173,6 +174,32 @@ def test_without_a_readable_parts_index_every_part_is_read(many_parts, tmp_path,
     parts_read.clear()
     np.testing.assert_array_equal(jaxgd.Results.load(out).params(5, 10)["a"], results.params(5, 10)["a"])
     assert len(parts_read) == 6
+
+
+EDITS = {  # of the parts index of MANY_PARTS (6 parts of 2 runs): each still names real parts with their sha256
+    "rows swapped": lambda index: {"row": 1 - index["row"]},
+    "a row from the end": lambda index: {"row": index["row"] - 1},
+    "another part's runs": lambda index: {"part": np.roll(index["part"], 2)},
+    "a part out of range": lambda index: {"part": index["part"] + 6},
+    "a part below -1": lambda index: {"part": index["part"] - 7},
+    "two-dimensional": lambda index: {"part": index["part"][None]},
+    "names cut short": lambda index: {"name": index["name"][:1]},
+}
+
+
+@pytest.mark.parametrize("edit", EDITS)
+def test_a_parts_index_edited_by_hand_gives_every_run_its_own_parameters(many_parts, tmp_path, edit):
+    """An index that misnames a run's part or row (rows swapped or counted from the end gave
+    another run's parameters, silently; a part number out of range an IndexError, or 'not a
+    finished run') is not trusted: the part must name the run at its row."""
+    out, results = many_parts
+    out = shutil.copytree(out, tmp_path / "out")
+    with np.load(out / parts.PARTS_INDEX) as index:
+        written = dict(index)
+    np.savez(out / parts.PARTS_INDEX, **(written | EDITS[edit](written)))
+    loaded = jaxgd.Results.load(out)
+    for run_id in results.summary.run_id:
+        np.testing.assert_array_equal(loaded.params(run_id, 10)["W"], results.params(run_id, 10)["W"])
 
 
 def test_a_run_into_the_folder_removes_its_parts_index_and_the_grown_sweep_writes_it_again(tmp_path):
@@ -217,6 +244,18 @@ def test_results_params_and_materialize_name_the_steps_allowed():
     with pytest.raises(ValueError, match=r'step: got 7; expected one of the steps this sweep logs, \[0, 10, 20, \.\.\., 40\] '
                                          r'or "final" \(step 40\)'):
         jaxgd.materialize(make_spec(), 0, step=7)
+
+
+@pytest.mark.parametrize("run_id", [True, np.True_, 1.0, np.float32(2), "1", None, 1.5])
+def test_a_run_id_that_is_not_an_integer_is_refused_naming_run_id(many_parts, run_id):
+    """`True` or `1.0` would stand for run 1; a string or None was a bare TypeError and 1.5 a
+    StopIteration in materialize."""
+    out, results = many_parts
+    expected = rf"run_id: got {re.escape(repr(run_id))}; expected an integer, a run's run_id in the summary"
+    for read in (results.params, jaxgd.Results.load(out).params, lambda run_id, step: jaxgd.materialize(out, run_id, step=step)):
+        with pytest.raises(ValueError, match=expected):
+            read(run_id, 10)
+    np.testing.assert_array_equal(jaxgd.Results.load(out).params(np.int64(1), 10)["W"], results.params(1, 10)["W"])
 
 
 def test_dry_run_reports_the_storage_of_kept_parameters():

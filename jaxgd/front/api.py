@@ -14,8 +14,9 @@ import numpy as np
 
 from jaxgd.engine import compile_cache, host, loop
 from jaxgd.engine import dispatch as engine
+from jaxgd.science import registry
 from jaxgd.storage import distributed, files, shares
-from jaxgd.storage.results import Results, kept_params
+from jaxgd.storage.results import Results, kept_params, run_number
 from jaxgd.storage.store import Store, load_saved, report_damaged
 from jaxgd.sweep import plan as planning
 from jaxgd.sweep import preflight
@@ -156,6 +157,7 @@ def materialize(spec, run_id: int, *, step: int | str = 0, overrides=None) -> di
     folder = Path(spec) if isinstance(spec, (str, Path)) and Path(spec).is_dir() else None
     resolved = specs.load(load_saved(folder, "nothing to materialize") if folder else spec, overrides)
     plan = planning.make(resolved)
+    run_id = run_number(run_id)
     if not 0 <= run_id < plan.n_runs:
         raise ValueError(f"run_id: got {run_id}; this sweep has runs 0..{plan.n_runs - 1}")
     at = chosen_step(step, last=resolved.settings["steps"], allowed=plan.logged_steps, which="this sweep logs")
@@ -163,7 +165,7 @@ def materialize(spec, run_id: int, *, step: int | str = 0, overrides=None) -> di
     i = int(np.flatnonzero(group.run_ids == run_id)[0])
     hyper = {k: v[i] for k, v in group.hyper.items()}
     with engine.numerics(group.static):
-        data, teacher, params = jax.device_get(_setup_program(group.static)(hyper, group.seeds[i]))
+        data, teacher, params = jax.device_get(_setup_program(group.static, registry.registrations)(hyper, group.seeds[i]))
         if at != 0:
             params = _params_at(folder, plan, group, i, at)
     settings = planning.run_settings(group, i)
@@ -187,23 +189,25 @@ def _params_at(folder, plan, group, position, step) -> dict:
         return {layer: values[kept_steps.index(step)] for layer, values in layers.items()}
     static = planning.Static.of({**dict(group.static.items), "save_params": (int(step),)})
     hyper = {k: v[position] for k, v in group.hyper.items()}
-    _, _, saved = _train_program(static)(hyper, group.seeds[position])
+    _, _, saved = _train_program(static, registry.registrations)(hyper, group.seeds[position])
     return {layer: values[0] for layer, values in jax.device_get(saved).items()}
 
 
 # One program per group's static settings, kept for the calls that follow: materialize is
 # called run after run (compiling a run's setup took 0.6 s of each call on the 2-core CPU).
+# Static names components; `registrations` (registry.registrations) keys a program by the
+# functions those names stood for when it was compiled.
 PROGRAMS_KEPT = 32
 
 
 @lru_cache(maxsize=PROGRAMS_KEPT)
-def _setup_program(static: planning.Static):
+def _setup_program(static: planning.Static, registrations: int):
     """A run's data, teacher and initial parameters: the same traced computation as inside
     the engine (loop.setup), for one run."""
     return jax.jit(lambda hyper, seed: loop.setup(planning.Config(static, hyper), seed)[:3])
 
 
 @lru_cache(maxsize=PROGRAMS_KEPT)
-def _train_program(static: planning.Static):
+def _train_program(static: planning.Static, registrations: int):
     """One run trained alone (loop.train_run)."""
     return jax.jit(partial(loop.train_run, static))

@@ -126,6 +126,9 @@ class Component:
 
 
 REGISTRY: dict[str, dict[str, Component]] = {kind: {} for kind in KINDS}
+# Registrations made in this process: a program kept for a name's component is stale once
+# the name is registered again (a plugin module reloaded), so kept programs are keyed by it.
+registrations = 0
 SUPPORTED = (float, int, str, bool)
 
 
@@ -196,7 +199,9 @@ def register(kind: str, name: str, fn: Callable, *, minimum=None, positive=(), n
     if existing is not None and (existing.origin, existing.fn.__qualname__) != (component.origin, fn.__qualname__):
         raise SpecError(f"{kind} {name!r} from {component.origin} clashes with the {kind} {name!r} "
                         f"registered by {existing.origin}; choose another name")
+    global registrations
     REGISTRY[kind][name] = component
+    registrations += 1
     return fn
 
 

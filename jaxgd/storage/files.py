@@ -9,6 +9,7 @@ import json
 import os
 import secrets
 import socket
+import tempfile
 import time
 from pathlib import Path
 
@@ -134,7 +135,8 @@ def figure_path(out: Path, name: str, *, option: str, given=None) -> Path:
     is drawn (or run): `given` (a path anywhere, `jaxgd plot --out`), else `out / name`,
     which must stay inside `out`. It must not be a folder, end in a format matplotlib
     writes (so that no figure overwrites history.parquet or spec.toml, or fails after the
-    sweep) and be in a folder that exists (`out` itself may not yet: a run makes it); else
+    sweep) and be in a folder that exists (`out` itself may not yet: a run makes it) and
+    can be written; else
     a ValueError names `option` (not the temporary file the write would fail on)."""
     path, shown = (Path(out) / name, name) if given is None else (Path(given), str(given))
     got = f"{option}: got {shown!r}"
@@ -147,6 +149,12 @@ def figure_path(out: Path, name: str, *, option: str, given=None) -> Path:
         raise ValueError(f"{got}; expected a file name ending in {', '.join(f'.{f}' for f in formats)}")
     if not path.parent.is_dir() and (given is not None or path.parent != Path(out)):
         raise ValueError(f"{got}; the folder {path.parent} does not exist")
+    if path.parent.is_dir():
+        try:  # a file made there, as atomic_write will (an access check says yes to root in /proc)
+            tempfile.TemporaryFile(dir=path.parent).close()
+        except OSError as err:
+            raise ValueError(f"{got}; the folder {path.parent} cannot be written ({err.strerror or err}); "
+                             "give a file in a folder you can write to") from None
     return path
 
 

@@ -72,27 +72,40 @@ def parts_index_bytes(parts: list[Part], *, n_runs: int) -> bytes:
     return buffer.getvalue()
 
 
-def indexed_params(out: Path, run_id) -> KeptParams | None:
+def indexed_params(out: Path, run_id: int) -> KeptParams | None:
     """The kept parameters of the runs of the part that holds run `run_id` (none if no
     finished run of the sweep has that id), found by the parts index of the folder `out`;
-    None where the index cannot tell: there is none, or its part is not the file it
-    indexed (missing, damaged, written again)."""
+    None where the index cannot tell: there is none, it is not one parts_index_bytes wrote,
+    its part is not the file it indexed (missing, damaged, written again), or the part does
+    not name the run at its row (an index edited by hand; a part of a smaller sweep this one
+    grew names its runs by their old ids)."""
     try:
         with np.load(out / PARTS_INDEX, allow_pickle=False) as index:
             part, row, names, sha256 = index["part"], index["row"], index["name"], index["sha256"]
     except Exception:  # noqa: BLE001 - missing or unreadable: the parts are scanned instead
         return None
-    if run_id not in range(len(part)) or part[int(run_id)] < 0:
+    if not _well_formed(part, row, names, sha256):
+        return None
+    if run_id not in range(len(part)) or part[run_id] < 0:
         return KeptParams()
-    number = part[int(run_id)]
+    number = part[run_id]
     name, digest = str(names[number]), str(sha256[number])
     data = _bytes_of(out / PARTS / name) if PART_NAME.fullmatch(name) else None
     if data is None or hashlib.sha256(data).hexdigest() != digest:
         return None
-    runs = np.flatnonzero(part == number)
-    held, kept = read_part(name, data, sha256=digest), KeptParams()
+    runs, held = np.flatnonzero(part == number), read_part(name, data, sha256=digest)
+    if row[runs].max() >= len(held.run_ids) or not np.array_equal(held.run_ids[row[runs]], runs):
+        return None
+    kept = KeptParams()
     kept.add(runs, {layer: values[row[runs]] for layer, values in held.params.items()})
     return kept
+
+
+def _well_formed(part, row, names, sha256) -> bool:
+    """Whether the arrays of a parts index have the shapes and ranges parts_index_bytes gives."""
+    integers = all(a.ndim == 1 and a.dtype.kind == "i" for a in (part, row))
+    return (integers and len(part) == len(row) and names.shape == sha256.shape == (len(names),)
+            and bool(np.all((part >= -1) & (part < len(names)) & (row >= 0))))
 
 
 def _bytes_of(path: Path) -> bytes | None:

@@ -119,6 +119,7 @@ class Results:
         if not saved:
             raise ValueError(f'step: got {step!r}; this sweep kept no parameters: set save_params (e.g. [0, "{FINAL}"])')
         at = chosen_step(step, last=self.spec["steps"], allowed=saved, which="at which this sweep kept parameters (save_params)")
+        run_id = run_number(run_id)
         layers = self.saved_params.of(run_id)
         if layers is None and self.folder is not None:  # loaded from a folder: read the part that holds the run
             self.saved_params = kept_params(self.folder, run_id)
@@ -233,6 +234,14 @@ class Results:
         if s.get("out_of_memory_retries"):
             line += f"; out of memory: chunks cut to {min(s['chunk_sizes'])} runs per device"
         return line
+
+
+def run_number(run_id) -> int:
+    """`run_id` as a run number: an integer, Python's or NumPy's (a bool, a float or a string
+    is refused: `True` or `1.0` would silently stand for run 1)."""
+    if isinstance(run_id, (bool, np.bool_)) or not isinstance(run_id, (int, np.integer)):
+        raise ValueError(f"run_id: got {run_id!r}; expected an integer, a run's run_id in the summary")
+    return int(run_id)
 
 
 def kept_params(out, run_id) -> KeptParams:
