@@ -122,6 +122,19 @@ class Lock:
         self.release()
 
 
+def cannot_write(folder: Path, *, make: bool = False) -> str | None:
+    """Why files cannot be written into `folder` (made first, with its parents, where
+    `make`), or None: a file is made there, as atomic_write will (an access check says yes
+    to root in /proc)."""
+    try:
+        if make:
+            folder.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as err:
+        return err.strerror or str(err)
+    return None
+
+
 def figure_formats() -> dict:
     """{suffix: description} of the formats matplotlib writes, its own list: imported
     (0.3 s) only where a figure will be drawn."""
@@ -149,12 +162,9 @@ def figure_path(out: Path, name: str, *, option: str, given=None) -> Path:
         raise ValueError(f"{got}; expected a file name ending in {', '.join(f'.{f}' for f in formats)}")
     if not path.parent.is_dir() and (given is not None or path.parent != Path(out)):
         raise ValueError(f"{got}; the folder {path.parent} does not exist")
-    if path.parent.is_dir():
-        try:  # a file made there, as atomic_write will (an access check says yes to root in /proc)
-            tempfile.TemporaryFile(dir=path.parent).close()
-        except OSError as err:
-            raise ValueError(f"{got}; the folder {path.parent} cannot be written ({err.strerror or err}); "
-                             "give a file in a folder you can write to") from None
+    if path.parent.is_dir() and (reason := cannot_write(path.parent)):
+        raise ValueError(f"{got}; the folder {path.parent} cannot be written ({reason}); "
+                         "give a file in a folder you can write to")
     return path
 
 

@@ -39,7 +39,6 @@ import json
 import os
 import secrets
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -51,7 +50,7 @@ from jaxgd.engine.outputs import KeptParams, Outputs
 from jaxgd.errors import IncompleteError
 from jaxgd.storage import fingerprint
 from jaxgd.storage.files import (HISTORY_FILE, HOST, SPEC_FILE, STATS_FILE, SUMMARY_FILE, Lock, atomic_write_bytes,
-                                 left_by_dead_process)
+                                 cannot_write, left_by_dead_process)
 from jaxgd.storage.parts import PART_NAME, PARTS, PARTS_INDEX, Part, part_bytes, read_part, parts_index_bytes
 from jaxgd.sweep import spec as specs
 from jaxgd.sweep import plan as planning
@@ -172,12 +171,9 @@ class Store:
         before any run starts, with an error that says what to change."""
         if self.out.exists() and not self.out.is_dir():
             raise NotADirectoryError(f"{self.out} is a file, not a folder; give --out (out=) a new or existing folder")
-        try:
-            self.parts.mkdir(parents=True, exist_ok=True)
-            tempfile.TemporaryFile(dir=self.parts).close()
-        except OSError as err:
-            raise PermissionError(f"cannot write results into {self.out} ({err.strerror or err}); "
-                                  "give --out (out=) a folder you can write to") from err
+        if reason := cannot_write(self.parts, make=True):
+            raise PermissionError(f"cannot write results into {self.out} ({reason}); "
+                                  "give --out (out=) a folder you can write to")
 
     def writer(self, plan: planning.Plan) -> "PartWriter":
         """A callable `(run_ids, history, diverged_step, params)` that saves one finished chunk."""
