@@ -119,13 +119,21 @@ def test_a_groups_draw_is_its_own_whatever_else_the_sweep_holds():
     pd.testing.assert_frame_equal(rows.drop(columns="run_id"), alone_run.history.drop(columns="run_id"), check_exact=True)
 
 
-def test_the_dry_run_counts_each_runs_random_draw_in_a_chunks_memory():
-    """Data drawn before the program (here 1,000 samples of dimension 200 for a net of
-    width 4) are held through it: the estimate of a chunk's memory counts them."""
-    spec = make_spec(seeds=8, data={"name": "linear_teacher", "n": 1000, "n_test": 1000, "d": 200},
-                     model={"width": 4})
+def test_a_chunk_holds_its_runs_random_draws_within_the_budget():
+    """Data drawn before the program (here 2,000 samples of dimension 20 for a net of width
+    4, about as many bytes as the rest of a run) are held through it: the engine cuts its
+    calls so that a chunk with its draws fits the budget (the plan, which cannot trace a
+    run, sizes the chunks that shares are cut in without them), and the dry run says so."""
+    spec = make_spec(seeds=8, steps=20, log_every=10, data={"name": "linear_teacher", "n": 1000, "n_test": 1000, "d": 20},
+                     model={"width": 4}, engine={"memory_budget_mb": 1})
     (group,) = planning.make(specs.load(spec)).groups
-    with jax.default_device(jax.devices()[0]):
-        taken = loop.values_taken(group.static, group.hyper)
+    (length,) = engine.draw_lengths([group])
+    with_draws = planning.chunk_size(group.static, len(group.run_ids), length)
+    assert with_draws < group.chunk_size
     (estimated,) = api.estimate(spec).groups
-    assert estimated["chunk_bytes"] >= group.chunk_size * (planning.bytes_per_run(group.static) + 4 * taken)
+    assert estimated["chunk_size"] == with_draws
+    assert estimated["chunk_bytes"] == with_draws * (planning.bytes_per_run(group.static) + 4 * length) <= 2**20
+    results = jaxgd.run(spec, progress=False)
+    assert results.stats["chunk_sizes"] == [with_draws]
+    assert_same_rows_and_values(results.history, jaxgd.run(make_spec(spec, engine={"memory_budget_mb": 64}),
+                                                           progress=False).history)

@@ -6,6 +6,7 @@ device of the process; a call out of device memory is retried with chunks half t
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import sys
 import time
@@ -207,6 +208,9 @@ def execute(plan: Plan, progress: bool = True, *, todo: np.ndarray | None = None
     groups = [g for g in plan.groups if todo[g.run_ids].any()]
     lengths = draw_lengths(groups)
     planning.refuse_runs_too_large(groups, lengths)
+    # each call of a group's runs holds their draws too: its chunks sized again with them
+    groups = [dataclasses.replace(g, chunk_size=planning.chunk_size(g.static, len(g.run_ids), length))
+              for g, length in zip(groups, lengths)]
 
     start, compile_s, waited_s, programs, calls, sizes, halvings = time.perf_counter(), 0.0, 0.0, 0, 0, set(), []
     hits_before = compile_cache.hits()

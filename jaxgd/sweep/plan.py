@@ -216,7 +216,7 @@ class Group:
     run_ids: np.ndarray  # (R,) int64
     seeds: np.ndarray  # (R,) uint32
     hyper: dict[str, np.ndarray]  # traced settings, each (R,)
-    chunk_size: int
+    chunk_size: int  # without the runs' draws: the unit shares are cut in; the engine's calls may be smaller
     strategy: str  # how a device trains its chunk: a key of engine.STRATEGIES
 
 
@@ -268,15 +268,22 @@ def fixed_sizes_around(n: int) -> tuple[int, int]:
     return below, above
 
 
-def _chunk_size(static: Static, n_runs: int, budget: int, cap: int) -> int:
+def memory_budget(static: Static) -> int:
+    """Bytes one chunk may hold on one device: engine.memory_budget_mb, or the default."""
+    return int(static["engine.memory_budget_mb"] * 2**20) or default_memory_budget()
+
+
+def chunk_size(static: Static, n_runs: int, draw_length: int = 0) -> int:
     """Runs in one chunk, the rows one device computes in one call: the largest chunk
-    within the budget and the cap (or, without a cap, a sixteenth of the group but at
-    least 1024 runs), evened out over the group's chunks, then rounded up to a size of
-    a small fixed set (chunks padded), so that a group that gains or loses a few runs
-    mostly keeps its compiled program. It never depends on the number of devices or
-    processes: each run is computed in the same chunk, at the same place, however many
-    share the sweep."""
-    size = max(1, budget // bytes_per_run(static))
+    within the memory budget (each run with its random draw of `draw_length` values, which
+    the engine alone knows: it sizes its calls again with them, never larger) and the cap
+    engine.chunk_size (or, without a cap, a sixteenth of the group but at least 1024 runs),
+    evened out over the group's chunks, then rounded up to a size of a small fixed set
+    (chunks padded), so that a group that gains or loses a few runs mostly keeps its
+    compiled program. It never depends on the number of devices or processes: each run is
+    computed in the same chunk, at the same place, however many share the sweep."""
+    cap = static["engine.chunk_size"]
+    size = max(1, memory_budget(static) // bytes_per_run(static, draw_length))
     size = min(size, cap) if cap else min(size, max(math.ceil(n_runs / MIN_CHUNKS), MIN_CHUNK_RUNS))
     largest = size if cap else fixed_sizes_around(size)[0]
     evened = math.ceil(n_runs / math.ceil(n_runs / largest))
@@ -392,7 +399,6 @@ def from_grid(spec: Spec, grid: pd.DataFrame) -> Plan:
     if any(d.at_init for d in spec.derived):  # absent otherwise, so existing programs keep their cache keys
         base[AT_INIT] = tuple(d for d in spec.derived if d.at_init)
     static_swept = [k for k in swept if not is_traced(k)]
-    budget = int(settings["engine.memory_budget_mb"] * 2**20) or default_memory_budget()
 
     # One group per combination of the static swept values, in the order they first
     # appear in the grid: each combination coded as one integer, the runs of each found
@@ -422,7 +428,7 @@ def from_grid(spec: Spec, grid: pd.DataFrame) -> Plan:
                 run_ids=rows,
                 seeds=grid["seed"].to_numpy()[rows].astype(np.uint32),
                 hyper=hyper,
-                chunk_size=_chunk_size(static, len(rows), budget, settings["engine.chunk_size"]),
+                chunk_size=chunk_size(static, len(rows)),
                 strategy=strategy(static),
             )
         )

@@ -89,9 +89,10 @@ def estimate(plan: planning.Plan, out=None, draw_lengths: list[int] | None = Non
     n_saved = len(spec.settings["save_params"])
     for group, draw_length in zip(plan.groups, draw_lengths or [0] * len(plan.groups)):
         runs = len(group.run_ids)
-        groups.append({"settings": {k: group.static[k] for k in varying}, "runs": runs, "chunk_size": group.chunk_size,
-                       "chunks": math.ceil(runs / group.chunk_size), "strategy": group.strategy,
-                       "chunk_bytes": group.chunk_size * planning.bytes_per_run(group.static, draw_length)})
+        size = planning.chunk_size(group.static, runs, draw_length)  # as the engine cuts its calls
+        groups.append({"settings": {k: group.static[k] for k in varying}, "runs": runs, "chunk_size": size,
+                       "chunks": math.ceil(runs / size), "strategy": group.strategy,
+                       "chunk_bytes": size * planning.bytes_per_run(group.static, draw_length)})
         n, d, m = (group.static[k] for k in ("data.n", "data.d", "model.width"))
         flops += 4.0 * n * d * m * runs * plan.steps
         params_bytes += runs * n_saved * m * (d + 1 + group.static["model.bias"]) * item  # W, a and b
