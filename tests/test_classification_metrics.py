@@ -153,3 +153,19 @@ def test_margin_and_rotation_formulas():
     f = np.maximum(run["X_train"] @ W.T, 0) @ a / np.sqrt(8)
     assert row.margin == pytest.approx(np.min(run["y_train"] * f) / np.linalg.norm(W), rel=1e-9)  # k = 1: W only, relu
     assert row.rotation == pytest.approx(1.0) and row.movement_sqrt_m == 0
+
+
+def test_unit_norm_inputs_are_our_parity_run_with_a_d_times_larger_first_layer_step():
+    """Paper 3's two readings of the input scale (sweeps/low_rotation.toml): x in {+-1}^d
+    with W ~ N(0, I/d) and step lr, and x / sqrt(d) (model.input_scaling = "sqrt_d") with
+    W ~ N(0, I) (w_scale = sqrt(d)) and step d lr, are one trajectory; movement scales by sqrt(d)."""
+    d, lr = 8, 0.5
+    ours = make_spec(seeds=2, steps=60, log_every=20, metrics=["train_loss", "test_error", "rotation", "movement_sqrt_m"],
+                     data={"name": "parity", "d": d, "n": 32, "labels": "sign"}, loss={"name": "logistic"},
+                     model={"width": 16, "activation": "relu", "scaling": "ntk", "a_init": "pm1", "train_a": False},
+                     optimizer={"name": "gd", "lr": lr})
+    unit_norm = make_spec(ours, model={"input_scaling": "sqrt_d", "w_scale": d**0.5}, optimizer={"lr": d * lr})
+    a, b = (jaxgd.run(s, progress=False).history for s in (ours, unit_norm))
+    for metric, scale in {"train_loss": 1, "test_error": 1, "rotation": 1, "movement_sqrt_m": d**0.5}.items():
+        np.testing.assert_allclose(b[metric], scale * a[metric], rtol=1e-4, atol=1e-6, err_msg=metric)
+    assert a["movement_sqrt_m"].iloc[-1] > 0.01  # the weights moved
