@@ -106,9 +106,10 @@ SMALLER = make_spec(MANY_PARTS, optimizer={"lr": [0.05, 0.2]})
 @pytest.fixture(scope="module")
 def grown_parts(tmp_path_factory):
     """MANY_PARTS grown from SMALLER: 4 of its 6 parts are SMALLER's, which name their runs
-    by their ids there."""
+    by their ids there. SMALLER's parts index is kept beside the folder."""
     out = tmp_path_factory.mktemp("grown") / "out"
     jaxgd.run(SMALLER, out=out, progress=False, plots=False)
+    shutil.copy(out / parts.PARTS_INDEX, out.parent / "smaller_parts_index.npz")
     return out, jaxgd.run(MANY_PARTS, out=out, progress=False, plots=False)
 
 
@@ -206,6 +207,7 @@ EDITS = {  # of the parts index of MANY_PARTS (6 parts of 2 runs): each still na
     "two-dimensional": lambda index: {"part": index["part"][None]},
     "names cut short": lambda index: {"name": index["name"][:1]},
     "another run's id in its part": lambda index: {"id_in_part": np.roll(index["id_in_part"], 1)},
+    "another spec's": lambda index: {"spec": np.array("0" * 64)},
 }
 
 
@@ -223,6 +225,20 @@ def test_a_parts_index_edited_by_hand_gives_every_run_its_own_parameters(indexed
     loaded = jaxgd.Results.load(out)
     for run_id in results.summary.run_id:
         np.testing.assert_array_equal(loaded.params(run_id, 10)["W"], results.params(run_id, 10)["W"])
+
+
+def test_a_stale_parts_index_of_the_smaller_sweep_gives_every_run_of_the_grown_one_its_own_parameters(grown_parts,
+                                                                                                   tmp_path):
+    """The index of the sweep before it grew, put back (a backup): its parts are still there,
+    unchanged, and name their runs at its rows, but by the ids of the smaller sweep (runs
+    2 to 7 got the parameters of other runs, silently)."""
+    out, results = grown_parts
+    out = shutil.copytree(out, tmp_path / "out")
+    shutil.copy(grown_parts[0].parent / "smaller_parts_index.npz", out / parts.PARTS_INDEX)
+    loaded = jaxgd.Results.load(out)
+    for run_id in results.summary.run_id:
+        for layer, values in results.params(run_id, 10).items():
+            np.testing.assert_array_equal(loaded.params(run_id, 10)[layer], values)
 
 
 def test_a_run_into_the_folder_removes_its_parts_index_and_the_grown_sweep_writes_it_again(tmp_path):
