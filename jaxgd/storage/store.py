@@ -48,9 +48,10 @@ import tomli_w
 
 from jaxgd.engine.outputs import KeptParams, Outputs
 from jaxgd.errors import IncompleteError
+from jaxgd.folders import cannot_write
 from jaxgd.storage import fingerprint
 from jaxgd.storage.files import (HISTORY_FILE, HOST, SPEC_FILE, STATS_FILE, SUMMARY_FILE, Lock, atomic_write_bytes,
-                                 cannot_write, left_by_dead_process)
+                                 left_by_dead_process)
 from jaxgd.storage.parts import (PART_NAME, PARTS, PARTS_INDEX, Part, part_bytes, parts_index_bytes, read_part,
                                  spec_sha256)
 from jaxgd.sweep import spec as specs
