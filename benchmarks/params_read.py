@@ -2,9 +2,11 @@
 that holds the run, `results.kept_params`, what `Results.params` and `materialize` use) and
 by assembling every part (`store.saved_params`, its fallback and the way before), on the
 same folder in one process, alternately. Reports the median of `--repeats` for each, the
-ratio, and checks that both give the same arrays for every kept step.
+ratio, and checks that both give the same arrays for every kept step. With `--grown` the
+folder is of a sweep grown by one step size, placed first: the run read is an old one,
+which its part (of the smaller sweep) names by another id.
 
-    python benchmarks/params_read.py [--runs R] [--repeats K]
+    python benchmarks/params_read.py [--runs R] [--repeats K] [--grown]
 """
 
 from __future__ import annotations
@@ -22,14 +24,16 @@ from jaxgd.storage.results import kept_params
 from jaxgd.storage.store import saved_params
 
 
-def make_spec(runs: int) -> dict:
+def make_spec(runs: int, *, smaller: bool = False) -> dict:
     """`runs` runs (step sizes x 4 seeds) in chunks of 2 (a part holds one call's chunks,
-    one per device: many parts), parameters kept at step 0 and the last."""
+    one per device: many parts), parameters kept at step 0 and the last. With `smaller`,
+    the sweep it grows: without its first step size (4 runs fewer, each other's id 4 less)."""
+    lrs = np.logspace(-3, 0, runs // 4).tolist()
     return {
         "name": "params_read", "seeds": 4, "steps": 100, "log_every": 10, "metrics": ["train_loss"],
         "data": {"name": "linear_teacher", "n": 64, "n_test": 16, "d": 16},
         "model": {"width": 64, "activation": "relu", "scaling": "ntk"},
-        "optimizer": {"lr": {"logspace": [-3, 0, runs // 4]}},
+        "optimizer": {"lr": lrs[1:] if smaller else lrs},
         "engine": {"chunk_size": 2},
         "save_params": [0, "final"],
     }
@@ -48,9 +52,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=2048)
     parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--grown", action="store_true", help="a sweep grown by one step size: read an old run")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder) / "sweep"
+        if args.grown:
+            jaxgd.run(make_spec(args.runs, smaller=True), out=out, progress=False, plots=False)
         jaxgd.run(make_spec(args.runs), out=out, progress=False, plots=False)
         parts = len(list((out / "parts").glob("r*.npz")))
         run_id = args.runs // 2
@@ -62,7 +69,8 @@ def main() -> None:
             index_s += seconds(lambda: kept_params(out, run_id).of(run_id), 1)
             all_s += seconds(lambda: saved_params(out).of(run_id), 1)
     index, every = statistics.median(index_s), statistics.median(all_s)
-    print(f"{args.runs:,} runs in {parts:,} parts, run {run_id}, median of {args.repeats}:")
+    grown = f" (an old run: the sweep grew from {args.runs - 4:,} runs)" if args.grown else ""
+    print(f"{args.runs:,} runs in {parts:,} parts, run {run_id}{grown}, median of {args.repeats}:")
     print(f"  by the parts index (one part): {index * 1e3:,.1f} ms")
     print(f"  every part assembled:          {every * 1e3:,.1f} ms")
     print(f"  ratio: {index / every:.3f}x (the same arrays)")

@@ -53,3 +53,11 @@ def test_a_cache_directory_that_cannot_be_written_is_refused_naming_where_it_was
     with pytest.raises(ValueError, match=rf"\$JAXGD_COMPILE_CACHE: got {re.escape(str(a_file / 'cache'))}; "
                                          r".* \(Not a directory\)"):
         compile_cache.configure(None)
+
+
+def test_a_cache_folder_that_takes_no_file_is_refused_though_an_access_check_allows_it(no_compile):
+    """/proc: an access check says root may write there (the cache was taken, and JAX then
+    skipped it program by program, with a warning each); a file made there says no."""
+    with pytest.raises(ValueError, match=r"--compile-cache \(compile_cache_dir=\): got /proc; "
+                                         r"it cannot hold the compile cache \(.+\); give a writable folder"):
+        jaxgd.run(make_spec(), compile_cache_dir="/proc", progress=False)

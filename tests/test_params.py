@@ -99,6 +99,26 @@ def many_parts(tmp_path_factory):
     return out, jaxgd.run(MANY_PARTS, out=out, progress=False, plots=False)
 
 
+# MANY_PARTS without its middle step size: 8 runs in 4 parts, 6 of which MANY_PARTS numbers otherwise
+SMALLER = make_spec(MANY_PARTS, optimizer={"lr": [0.05, 0.2]})
+
+
+@pytest.fixture(scope="module")
+def grown_parts(tmp_path_factory):
+    """MANY_PARTS grown from SMALLER: 4 of its 6 parts are SMALLER's, which name their runs
+    by their ids there. SMALLER's parts index is kept beside the folder."""
+    out = tmp_path_factory.mktemp("grown") / "out"
+    jaxgd.run(SMALLER, out=out, progress=False, plots=False)
+    shutil.copy(out / parts.PARTS_INDEX, out.parent / "smaller_parts_index.npz")
+    return out, jaxgd.run(MANY_PARTS, out=out, progress=False, plots=False)
+
+
+@pytest.fixture(params=["at once", "grown"])
+def indexed(request):
+    """The folder of MANY_PARTS and its results: run at once, or grown from SMALLER."""
+    return request.getfixturevalue({"at once": "many_parts", "grown": "grown_parts"}[request.param])
+
+
 @pytest.fixture
 def parts_read(monkeypatch):
     """The names of the part files read, each time one is."""
@@ -113,8 +133,10 @@ def parts_read(monkeypatch):
     return names
 
 
-def test_one_runs_parameters_are_read_from_its_part_alone(many_parts, parts_read):
-    out, results = many_parts
+def test_one_runs_parameters_are_read_from_its_part_alone(indexed, parts_read):
+    """Also a grown sweep's old runs, which their parts name by other ids (they were read
+    from every part)."""
+    out, results = indexed
     every_part = store.saved_params(out)  # assembled from every part
     assert len(parts_read) == 6
     for run_id in results.summary.run_id:
@@ -184,15 +206,18 @@ EDITS = {  # of the parts index of MANY_PARTS (6 parts of 2 runs): each still na
     "a part below -1": lambda index: {"part": index["part"] - 7},
     "two-dimensional": lambda index: {"part": index["part"][None]},
     "names cut short": lambda index: {"name": index["name"][:1]},
+    "another run's id in its part": lambda index: {"id_in_part": np.roll(index["id_in_part"], 1)},
+    "another spec's": lambda index: {"spec": np.array("0" * 64)},
 }
 
 
 @pytest.mark.parametrize("edit", EDITS)
-def test_a_parts_index_edited_by_hand_gives_every_run_its_own_parameters(many_parts, tmp_path, edit):
+def test_a_parts_index_edited_by_hand_gives_every_run_its_own_parameters(indexed, tmp_path, edit):
     """An index that misnames a run's part or row (rows swapped or counted from the end gave
     another run's parameters, silently; a part number out of range an IndexError, or 'not a
-    finished run') is not trusted: the part must name the run at its row."""
-    out, results = many_parts
+    finished run') is not trusted: the part must name the run at its row by the id the
+    index gives it there."""
+    out, results = indexed
     out = shutil.copytree(out, tmp_path / "out")
     with np.load(out / parts.PARTS_INDEX) as index:
         written = dict(index)
@@ -200,6 +225,20 @@ def test_a_parts_index_edited_by_hand_gives_every_run_its_own_parameters(many_pa
     loaded = jaxgd.Results.load(out)
     for run_id in results.summary.run_id:
         np.testing.assert_array_equal(loaded.params(run_id, 10)["W"], results.params(run_id, 10)["W"])
+
+
+def test_a_stale_parts_index_of_the_smaller_sweep_gives_every_run_of_the_grown_one_its_own_parameters(grown_parts,
+                                                                                                   tmp_path):
+    """The index of the sweep before it grew, put back (a backup): its parts are still there,
+    unchanged, and name their runs at its rows, but by the ids of the smaller sweep (runs
+    2 to 7 got the parameters of other runs, silently)."""
+    out, results = grown_parts
+    out = shutil.copytree(out, tmp_path / "out")
+    shutil.copy(grown_parts[0].parent / "smaller_parts_index.npz", out / parts.PARTS_INDEX)
+    loaded = jaxgd.Results.load(out)
+    for run_id in results.summary.run_id:
+        for layer, values in results.params(run_id, 10).items():
+            np.testing.assert_array_equal(loaded.params(run_id, 10)[layer], values)
 
 
 def test_a_run_into_the_folder_removes_its_parts_index_and_the_grown_sweep_writes_it_again(tmp_path):

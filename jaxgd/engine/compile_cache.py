@@ -13,6 +13,8 @@ from pathlib import Path
 import jax
 from jax.experimental.compilation_cache import compilation_cache as _cc
 
+from jaxgd.folders import cannot_write
+
 ENV = "JAXGD_COMPILE_CACHE"
 OFF = ("off", "0", "false", "no", "none", "")
 OPTION = "--compile-cache (compile_cache_dir=)"  # where a user sets the directory: the command, the API
@@ -75,14 +77,7 @@ def configure(setting: str | os.PathLike | None = None) -> str | None:
 def _writable_folder(folder: Path, source: str) -> str:
     """`folder`, created if missing, or a ValueError saying where it was set (`source`):
     JAX would skip a cache it cannot write program by program, with a warning each."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        reason = None if os.access(folder, os.W_OK | os.X_OK) else "not writable"
-    except FileExistsError:
-        reason = "it is a file"
-    except OSError as err:
-        reason = err.strerror or str(err)
-    if reason:
+    if reason := cannot_write(folder, make=True):
         raise ValueError(f"{source} {folder}; it cannot hold the compile cache ({reason}); "
                          f"give a writable folder, or off for none")
     return str(folder)

@@ -9,9 +9,10 @@ import json
 import os
 import secrets
 import socket
-import tempfile
 import time
 from pathlib import Path
+
+from jaxgd.folders import cannot_write
 
 HOST = socket.gethostname()
 # The files of an --out folder beside its parts (storage.parts): the tables, the resolved
@@ -120,19 +121,6 @@ class Lock:
 
     def __exit__(self, *exc) -> None:
         self.release()
-
-
-def cannot_write(folder: Path, *, make: bool = False) -> str | None:
-    """Why files cannot be written into `folder` (made first, with its parents, where
-    `make`), or None: a file is made there, as atomic_write will (an access check says yes
-    to root in /proc)."""
-    try:
-        if make:
-            folder.mkdir(parents=True, exist_ok=True)
-        tempfile.TemporaryFile(dir=folder).close()
-    except OSError as err:
-        return err.strerror or str(err)
-    return None
 
 
 def figure_formats() -> dict:

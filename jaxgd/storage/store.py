@@ -48,10 +48,12 @@ import tomli_w
 
 from jaxgd.engine.outputs import KeptParams, Outputs
 from jaxgd.errors import IncompleteError
+from jaxgd.folders import cannot_write
 from jaxgd.storage import fingerprint
 from jaxgd.storage.files import (HISTORY_FILE, HOST, SPEC_FILE, STATS_FILE, SUMMARY_FILE, Lock, atomic_write_bytes,
-                                 cannot_write, left_by_dead_process)
-from jaxgd.storage.parts import PART_NAME, PARTS, PARTS_INDEX, Part, part_bytes, read_part, parts_index_bytes
+                                 left_by_dead_process)
+from jaxgd.storage.parts import (PART_NAME, PARTS, PARTS_INDEX, Part, part_bytes, parts_index_bytes, read_part,
+                                 spec_sha256)
 from jaxgd.sweep import spec as specs
 from jaxgd.sweep import plan as planning
 
@@ -292,7 +294,8 @@ class Store:
         """With save_params, once every run is in: write the parts index (parts.py), which part
         holds each run, so that one run's parameters are read from its part alone."""
         if any(part.params for part in scan.parts):
-            atomic_write_bytes(self.out / PARTS_INDEX, parts_index_bytes(scan.parts, n_runs=len(scan.finished)))
+            index = parts_index_bytes(scan.parts, n_runs=len(scan.finished), spec=spec_sha256(self.out))
+            atomic_write_bytes(self.out / PARTS_INDEX, index)
 
     def tidy(self, scan: Scan) -> None:
         """Once every run is in: move damaged parts to parts/damaged/ and parts of other
