@@ -24,6 +24,7 @@ import dataclasses
 import inspect
 import re
 import typing
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Literal
 
@@ -228,6 +229,21 @@ def names(kind: str) -> tuple[str, ...]:
 
 def get(kind: str, name: str) -> Component:
     return REGISTRY[kind][name]
+
+
+def bound_settings(component: Component, *, value_of: Callable[[str], Any], fn: Callable | None = None) -> dict[str, Any]:
+    """The values (`value_of(key)`) of the settings `fn` (default: the component's function)
+    declares; a setting naming a component is passed as that component, bound."""
+    declared = {p.name for p in inspect.signature(fn or component.fn).parameters.values() if p.kind is p.KEYWORD_ONLY}
+    return {
+        s.leaf: bind(get(s.names_a, value_of(s.key)), value_of=value_of) if s.names_a else value_of(s.key)
+        for s in component.settings if s.leaf in declared
+    }
+
+
+def bind(component: Component, *, value_of: Callable[[str], Any], fn: Callable | None = None) -> Callable:
+    """`fn` (default: the component's function) with its settings bound to `value_of(key)`."""
+    return partial(fn or component.fn, **bound_settings(component, value_of=value_of, fn=fn))
 
 
 def owners(key: str) -> list[Component]:

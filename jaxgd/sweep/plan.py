@@ -4,10 +4,9 @@ static settings (one compiled program each) and cut into chunks that fit in memo
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import math
 import os
-from functools import cached_property, partial
+from functools import cached_property
 from typing import Any
 
 import jax
@@ -89,17 +88,12 @@ class Config(ByAttribute):
         return registry.get(kind, self.value(f"{table}.{selector}"))
 
     def settings_of(self, component: registry.Component, fn=None) -> dict[str, Any]:
-        """The run's values of the settings `fn` (default: the component's function)
-        declares; a setting naming a component is passed as that component, bound."""
-        declared = {p.name for p in inspect.signature(fn or component.fn).parameters.values() if p.kind is p.KEYWORD_ONLY}
-        return {
-            s.leaf: self.bind(registry.get(s.names_a, self.value(s.key))) if s.names_a else self.value(s.key)
-            for s in component.settings if s.leaf in declared
-        }
+        """The run's values of the settings `fn` (default: the component's function) declares."""
+        return registry.bound_settings(component, value_of=self.value, fn=fn)
 
     def bind(self, component: registry.Component, fn=None):
         """`fn` (default: the component's function) with the run's settings bound."""
-        return partial(fn or component.fn, **self.settings_of(component, fn))
+        return registry.bind(component, value_of=self.value, fn=fn)
 
     def component(self, kind: str):
         """The chosen component of `kind`, its settings bound."""

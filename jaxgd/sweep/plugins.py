@@ -11,6 +11,7 @@ import hashlib
 import importlib
 import importlib.util
 import sys
+from functools import partial
 from pathlib import Path
 
 from jaxgd.errors import SpecError
@@ -105,12 +106,11 @@ def check_shapes(settings: dict) -> None:
 
     from jaxgd.science import rng
     from jaxgd.science.data import samplers
-    from jaxgd.sweep.plan import Config, Static  # plan reads the spec, which reads this module
 
     values = lambda key: settings[key] if isinstance(settings[key], list) else [settings[key]]
     chosen = lambda kind, key: [registry.get(kind, name) for name in values(key) if name in registry.names(kind)]
     # the first value of every setting, bound the way a run binds them
-    bound = Config(Static(tuple((key, values(key)[0]) for key in settings)), {}).bind
+    bound = partial(registry.bind, value_of=lambda key: values(key)[0])
 
     def refuse(component, what, got, expected):
         raise SpecError(f"plugins: {component.origin}: {component.kind} '{component.name}' returned {what} of shape "
@@ -129,7 +129,7 @@ def check_shapes(settings: dict) -> None:
         if dataset.builtin:
             continue
         teacher = dataset.declared("teacher")
-        sample_n, draw_teacher = samplers(bound(dataset), teacher and bound(dataset, teacher), d)
+        sample_n, draw_teacher = samplers(bound(dataset), teacher and bound(dataset, fn=teacher), d)
 
         def sample(key):
             build = lambda draws: sample_n(draws, n, draw_teacher(draws) if draw_teacher else None)
