@@ -17,7 +17,7 @@ from conftest import make_spec
 import jaxgd
 from jaxgd import SpecError
 from jaxgd.front import cli
-from jaxgd.storage import files, fingerprint
+from jaxgd.storage import files, fingerprint, store
 
 SPEC = make_spec(optimizer={"lr": [0.05, 0.1]}, engine={"chunk_size": 1})  # 4 runs, 4 parts
 
@@ -174,3 +174,35 @@ def test_parts_of_another_plugin_source_are_refused(tmp_path):
     plugin.write_text(plugin.read_text() + "# edited\n")
     with pytest.raises(SpecError, match="a plugin file changed since these parts were written"):
         jaxgd.run(spec, out=tmp_path / "out", progress=False)
+
+
+def test_a_refused_growth_leaves_the_finished_sweep_as_it_was(done, monkeypatch):
+    """Growing a folder whose parts another jaxgd computed is refused; the refusal came after
+    the folder's spec.toml was rewritten to the bigger sweep and the finished sweep's tables
+    removed, so its results could no longer be read."""
+    before = {name: (done / name).read_bytes() for name in ("spec.toml", "history.parquet", "summary.parquet")}
+    monkeypatch.setattr(fingerprint, "code_hash", lambda: "0123456789abcdef")
+    with pytest.raises(SpecError, match="code that computes runs changed"):
+        jaxgd.run(make_spec(SPEC, seeds=3), out=done, progress=False)
+    assert {name: (done / name).read_bytes() for name in before} == before
+    assert len(jaxgd.Results.load(done).summary) == 4
+
+
+def test_an_interrupted_recompute_leaves_no_tables_of_the_parts_it_sets_aside(done, monkeypatch):
+    """The tables were assembled from the parts a recompute sets aside: after a recompute
+    interrupted, Results.load(partial=True) (and `jaxgd plot`) gave them as the finished
+    sweep, every run there and none missing."""
+    monkeypatch.setattr(fingerprint, "code_hash", lambda: "0123456789abcdef")  # jaxgd changed
+    save, saved = store.PartWriter.__call__, []
+
+    def interrupted_after_one_part(self, *args):
+        if saved:
+            raise KeyboardInterrupt
+        saved.append(save(self, *args))
+
+    monkeypatch.setattr(store.PartWriter, "__call__", interrupted_after_one_part)
+    with pytest.raises(KeyboardInterrupt):
+        jaxgd.run(SPEC, out=done, progress=False, recompute=True)
+    assert not (done / "summary.parquet").exists() and not (done / "history.parquet").exists()
+    so_far = jaxgd.Results.load(done, partial=True)
+    assert len(so_far.summary) == 1 and so_far.stats["runs_missing"] == 3

@@ -82,13 +82,12 @@ def run(spec, *, overrides=None, out=None, progress=True, compile_cache_dir=None
 def _run_into(out: Path, resolved, plan, progress, index, count, plots, recompute) -> Results:
     # the processes of one jax.distributed run cooperate: process 0 holds the lock for them
     with Store(out).lock() if index == 0 else contextlib.nullcontext():
-        store = Store.open(out, resolved)  # under the lock: growing a sweep rewrites the folder's spec
-        return _run_locked(store, out, resolved, plan, progress, index, count, plots, recompute)
+        # under the lock: growing a sweep rewrites the folder's spec
+        store, before = Store.prepare(out, plan, recompute=recompute)
+        return _run_locked(store, before, out, resolved, plan, progress, index, count, plots)
 
 
-def _run_locked(store, out, resolved, plan, progress, index, count, plots, recompute) -> Results:
-    before = store.scan(plan)
-    store.refuse_foreign(before, recompute)
+def _run_locked(store, before, out, resolved, plan, progress, index, count, plots) -> Results:
     if index == 0:
         report_damaged(before)
     mine = shares.share(plan, index, count)

@@ -143,27 +143,53 @@ class Store:
         setting that changes values; the name, plots, chunking and memory budget may
         change). A caller that may grow a folder holds its lock."""
         store = cls(out)
-        old = store.saved_spec()
+        store._take(spec, store.refuse_another_sweep(spec))
+        return store
+
+    @classmethod
+    def prepare(cls, out, plan: planning.Plan, *, recompute: bool = False) -> tuple[Store, Scan]:
+        """The folder for the sweep of `plan` (as `open`) and its scan, every check made before
+        anything in it changes: another sweep (open's SpecError) and parts of other inputs
+        (refuse_foreign, unless `recompute`) are refused with the folder as it was, its spec
+        and tables those of the sweep it holds. With `recompute` and such parts, the tables,
+        assembled from them, are removed until the tables of this sweep are written."""
+        store = cls(out)
+        old = store.refuse_another_sweep(plan.spec)
+        scan = store.scan(plan)
+        store.refuse_foreign(scan, recompute)
+        store._take(plan.spec, old, stale_tables=bool(scan.foreign))
+        return store, scan
+
+    def refuse_another_sweep(self, spec: specs.Spec) -> specs.Spec | None:
+        """The spec the folder holds (None if none), or SpecError if it is another sweep than
+        `spec` or one that `spec` does not grow."""
+        old = self.saved_spec()
         if old is not None:
             diff = spec_differences(old, spec)
             if diff:
                 raise specs.SpecError(
-                    f"{store.out} already holds results of a different sweep ("
+                    f"{self.out} already holds results of a different sweep ("
                     + "; ".join(diff)
-                    + f"); {GROWTH}. Refusing to mix them: use another --out, or delete {store.out} to start over"
+                    + f"); {GROWTH}. Refusing to mix them: use another --out, or delete {self.out} to start over"
                 )
-        store.make_writable()
-        (store.out / PARTS_INDEX).unlink(missing_ok=True)  # the parts this run writes may change what it names
-        if old is None or old.to_dict() != spec.to_dict():
-            atomic_write_bytes(store.out / SPEC_FILE, tomli_w.dumps(spec.to_dict()).encode())
-        if old is not None and fingerprint.settings_of(old) != fingerprint.settings_of(spec):
-            # grown: the tables are the smaller sweep's (its parts stay), written again at the end
+        return old
+
+    def _take(self, spec: specs.Spec, old: specs.Spec | None, *, stale_tables: bool = False) -> None:
+        """Make the folder `spec`'s, which holds `old` (refuse_another_sweep): its spec written,
+        the tables of a smaller sweep that `spec` grows (or `stale_tables`) removed."""
+        self.make_writable()
+        (self.out / PARTS_INDEX).unlink(missing_ok=True)  # the parts this run writes may change what it names
+        if stale_tables or (old is not None and fingerprint.settings_of(old) != fingerprint.settings_of(spec)):
+            # grown: the tables are the smaller sweep's (its parts stay), written again at the end.
+            # Removed before the spec is written: a crash between the two never leaves the
+            # bigger sweep's spec beside the smaller sweep's tables.
             for name in (HISTORY_FILE, SUMMARY_FILE, STATS_FILE):
-                (store.out / name).unlink(missing_ok=True)
-        record = store.parts / f"settings-{fingerprint.of(spec)['settings']}.json"
+                (self.out / name).unlink(missing_ok=True)
+        if old is None or old.to_dict() != spec.to_dict():
+            atomic_write_bytes(self.out / SPEC_FILE, tomli_w.dumps(spec.to_dict()).encode())
+        record = self.parts / f"settings-{fingerprint.of(spec)['settings']}.json"
         if not record.is_file():
             atomic_write_bytes(record, json.dumps(fingerprint.settings_of(spec), indent=1).encode())
-        return store
 
     # -- writing --------------------------------------------------------------------
     def make_writable(self) -> None:
