@@ -82,7 +82,8 @@ def _submit(args, spec) -> None:
 
     parameters = parse_overrides(args.slurm_param)
     jobs = slurm.submit(spec, args.out, args.slurm, overrides=args.set, parameters=parameters,
-                        cluster=args.slurm_cluster, compile_cache_dir=args.compile_cache, plots=not args.no_plots)
+                        cluster=args.slurm_cluster, compile_cache_dir=args.compile_cache, plots=not args.no_plots,
+                        recompute=args.recompute)
     if not jobs:
         print(f"jaxgd: nothing left to run in {args.out}", file=sys.stderr)
     else:

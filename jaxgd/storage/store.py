@@ -323,15 +323,21 @@ class Store:
     def tidy(self, scan: Scan) -> None:
         """Once every run is in: move damaged parts to parts/damaged/ and parts of other
         inputs (recomputed) to parts/superseded/, and remove temporary files left by dead
-        processes of this host. Part names are plain names inside parts/ (PART_NAME)."""
-        for kind, names in (("damaged", scan.damaged), ("foreign", scan.foreign)):
-            for name in names:
-                if PART_NAME.fullmatch(name) and (self.parts / name).is_file():
-                    (self.parts / ASIDE[kind]).mkdir(exist_ok=True)
-                    os.replace(self.parts / name, self.parts / ASIDE[kind] / f"{name}.{time.time_ns()}")
+        processes of this host."""
+        self.set_aside(scan.damaged, "damaged")
+        self.set_aside(scan.foreign, "foreign")
         for tmp in self.parts.glob(".*.tmp"):
             if left_by_dead_process(tmp):
                 tmp.unlink(missing_ok=True)
+
+    def set_aside(self, names, kind: str) -> None:
+        """Move the parts `names` of `kind` ("damaged", "foreign") into their folder of
+        parts/ (ASIDE), where no scan reads them. Part names are plain names inside parts/
+        (PART_NAME)."""
+        for name in names:
+            if PART_NAME.fullmatch(name) and (self.parts / name).is_file():
+                (self.parts / ASIDE[kind]).mkdir(exist_ok=True)
+                os.replace(self.parts / name, self.parts / ASIDE[kind] / f"{name}.{time.time_ns()}")
 
 
 def _bad_entry(line: str) -> str | None:
