@@ -14,6 +14,7 @@ import pytest
 from matplotlib.figure import Figure
 
 from jaxgd.front import cli
+from jaxgd.storage.results import Results
 from jaxgd.sweep.spec import schema
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -278,3 +279,14 @@ def test_debug_shows_the_traceback(tmp_path):
     for debug in (["--debug", "run"], ["run", "--debug"]):
         done = jaxgd_cli(*debug, spec, "--out", tmp_path / "o", "--set", "model.activation=rleu")
         assert done.returncode == 1 and "Traceback" in done.stderr and "SpecError: model.activation" in done.stderr
+
+
+def test_plot_and_load_of_a_folder_missing_a_table(finished, tmp_path, capsys):
+    """Without history.parquet (summary.parquet there), `jaxgd plot` said 'not found: is
+    DIR the --out folder of a `jaxgd run`?' where without summary.parquet it drew the runs
+    of the parts; Results.load said so too, and not how to write the tables again."""
+    folder = shutil.copytree(finished, tmp_path / "folder", ignore=shutil.ignore_patterns("history.parquet"))
+    status, _, err = run_cli(capsys, "plot", folder, "curves", "--metric", "train_loss", "--hue", "lr")
+    assert status == 0 and is_png(folder / "curves_train_loss.png"), err
+    with pytest.raises(FileNotFoundError, match=rf"history.parquet not found: .*`jaxgd collect {folder}`"):
+        Results.load(folder)

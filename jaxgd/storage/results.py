@@ -148,11 +148,16 @@ class Results:
         out = Path(out)
         if not out.is_dir():
             raise NotADirectoryError(f"{out} is not a folder: give the --out folder of a `jaxgd run`")
-        if partial and not (out / SUMMARY_FILE).is_file() and (out / SPEC_FILE).is_file():
-            return cls.finished_so_far(out)
-        for name in (HISTORY_FILE, SUMMARY_FILE, SPEC_FILE):
-            if not (out / name).is_file():
-                raise FileNotFoundError(f"{out / name} not found: is {out} the --out folder of a `jaxgd run`?")
+        missing = [name for name in (HISTORY_FILE, SUMMARY_FILE, SPEC_FILE) if not (out / name).is_file()]
+        if missing and (out / SPEC_FILE).is_file():  # a sweep's folder without all of its tables
+            if partial:
+                return cls.finished_so_far(out)
+            raise FileNotFoundError(
+                f"{out / missing[0]} not found: the sweep in {out} is unfinished, or its tables were removed; "
+                f"finish it with `jaxgd run --resume --out {out}`, write the tables from its parts with "
+                f"`jaxgd collect {out}`, or read the runs finished so far with partial=True")
+        if missing:
+            raise FileNotFoundError(f"{out / missing[0]} not found: is {out} the --out folder of a `jaxgd run`?")
 
         def read(name, reader):
             # a damaged file, or one jaxgd did not write: pyarrow's, tomllib's and json's errors are ValueErrors
