@@ -135,7 +135,7 @@ def test_one_runs_parameters_are_read_from_its_part_alone(many_parts, parts_read
     np.testing.assert_array_equal(materialized["params"]["W"], results.params(7, 10)["W"])
 
 
-def test_a_runs_parameters_are_refused_as_before_when_its_part_is_damaged_or_missing(many_parts, tmp_path):
+def test_a_runs_parameters_are_refused_naming_its_lost_part_when_it_is_damaged_or_missing(many_parts, tmp_path):
     out, results = many_parts
     out = shutil.copytree(out, tmp_path / "out")
     damaged, missing = sorted((out / "parts").glob("r*.npz"))[1:3]
@@ -147,7 +147,11 @@ def test_a_runs_parameters_are_refused_as_before_when_its_part_is_damaged_or_mis
     kept = store.saved_params(out)  # of the parts left
     runs_lost = [r for r in results.summary.run_id if kept.of(r) is None]
     assert len(runs_lost) == 4
-    for run_id in runs_lost + [12, -1, 10**6]:
+    for run_id in runs_lost:  # was 'not a finished run', a run of the summary
+        with pytest.raises(ValueError, match=rf"run_id: got {run_id!r}; a finished run of this sweep, but no part in "
+                                             rf".*`jaxgd run --resume --out {out}`"):
+            loaded.params(run_id, "final")
+    for run_id in [12, -1, 10**6]:
         with pytest.raises(ValueError, match=f"run_id: got {run_id!r}; not a finished run of this sweep"):
             loaded.params(run_id, "final")
     for run_id in set(results.summary.run_id) - set(runs_lost):
@@ -155,6 +159,11 @@ def test_a_runs_parameters_are_refused_as_before_when_its_part_is_damaged_or_mis
     # materialize trains a run whose part is lost again, alone: equal to float rounding
     np.testing.assert_allclose(jaxgd.materialize(out, runs_lost[0], step=10)["params"]["W"],
                                results.params(runs_lost[0], 10)["W"], rtol=1e-5, atol=1e-6)
+    # as the error says, a resume runs them again
+    assert jaxgd.resume(out, progress=False, plots=False).stats["runs_done"] == len(runs_lost)
+    for run_id in runs_lost:
+        np.testing.assert_array_equal(jaxgd.Results.load(out).params(run_id, "final")["W"],
+                                      results.params(run_id, "final")["W"])
 
 
 def test_reading_a_runs_parameters_from_a_finished_folder_imports_no_jax(many_parts):
