@@ -11,6 +11,7 @@ import pytest
 from scale_helpers import TIMEOUT, assert_same_results, child_env, sweep, write_spec
 
 import jaxgd
+from jaxgd.front import cli
 from jaxgd.storage import distributed
 
 
@@ -73,3 +74,13 @@ def test_a_coordinator_without_a_port_or_a_count_that_is_not_a_number_is_named(m
     monkeypatch.setenv("JAX_NUM_PROCESSES", "two")
     with pytest.raises(ValueError, match="JAX_NUM_PROCESSES: got 'two'; expected an integer"):
         distributed.initialize("node0:1234")
+
+
+def test_the_options_of_distributed_without_it_are_refused(tmp_path, capsys, no_compile):
+    """Without --distributed, --num-processes 2 --process-id 1 were ignored: the process
+    ran the whole sweep alone."""
+    spec = write_spec(tmp_path / "s.toml", sweep())
+    assert cli.main(["run", str(spec), "--out", str(tmp_path / "out"), "--num-processes", "2", "--process-id", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "--num-processes: only with --distributed" in err and "--num-processes, --process-id" in err
+    assert not (tmp_path / "out").exists()

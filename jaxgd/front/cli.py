@@ -44,9 +44,17 @@ def _spec_for(args):
     return load_saved(args.out, f"nothing to resume in {args.out}")
 
 
+# The options of --distributed: without it this process would run the whole sweep alone.
+DISTRIBUTED_OPTIONS = {"--coordinator": "coordinator", "--num-processes": "num_processes", "--process-id": "process_id"}
+
+
 def _run(args) -> None:
     from jaxgd.front import api
 
+    given = [option for option, name in DISTRIBUTED_OPTIONS.items() if getattr(args, name) is not None]
+    if given and not args.distributed:
+        raise ValueError(f"{given[0]}: only with --distributed, which joins this process to the others and runs "
+                         f"its share of the sweep; add --distributed, or leave out {', '.join(given)}")
     if args.distributed:
         from jaxgd.storage import distributed
 
