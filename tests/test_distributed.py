@@ -84,3 +84,13 @@ def test_the_options_of_distributed_without_it_are_refused(tmp_path, capsys, no_
     err = capsys.readouterr().err
     assert "--num-processes: only with --distributed" in err and "--num-processes, --process-id" in err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("index, count", [(2, 2), (-1, 2), (1, 1), (0, 0)])
+def test_a_share_out_of_range_is_refused(tmp_path, index, count, no_compile):
+    """A task's share out of range ran nothing (or, of one share, every run), silently."""
+    from jaxgd.storage import slurm, store
+
+    store.Store.open(tmp_path, jaxgd.load_spec(sweep()))
+    with pytest.raises(ValueError, match=rf"share: got index {index} of {count} shares; expected"):
+        slurm.run_task(str(tmp_path), index, count)
