@@ -57,7 +57,9 @@ def test_another_spec_after_spec_toml_was_deleted_is_refused(done):
 
 def test_parts_of_other_code_are_refused(done, monkeypatch):
     monkeypatch.setattr(fingerprint, "code_hash", lambda: "0123456789abcdef")
-    with pytest.raises(SpecError, match="code that computes runs changed since these parts were written"):
+    # the version is the same: it said 'jaxgd 0.1.0 there, 0.1.0 here'
+    with pytest.raises(SpecError, match=r"code that computes runs changed since these parts were written "
+                                        rf"\(the same version, jaxgd {jaxgd.__version__}, with other source\)"):
         jaxgd.run(SPEC, out=done, progress=False)
     with pytest.raises(SpecError, match="code that computes runs changed"):
         jaxgd.collect(done, progress=False)
