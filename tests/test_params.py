@@ -19,6 +19,7 @@ import jaxgd
 from jaxgd.errors import SpecError
 from jaxgd.front import api
 from jaxgd.storage import parts, store
+from jaxgd.sweep import plan as planning
 from jaxgd.sweep import preflight
 
 SWEEPS = Path(__file__).parent.parent / "sweeps"
@@ -271,3 +272,21 @@ def test_dry_run_reports_the_storage_of_kept_parameters():
     estimate = api.estimate(make_spec(model={"width": 16}, steps=20, save_params=[0, 10, 20]))
     assert estimate.params_bytes == estimate.runs * 3 * 16 * (3 + 1) * 4  # W (16 x 3) and a (16), float32
     assert "parameters kept at 3 steps (save_params): about 1.5 KiB" in preflight.describe(estimate)
+
+
+def test_a_run_in_two_parts_gives_its_metrics_and_parameters_from_the_same_one(many_parts, tmp_path):
+    """A run computed twice (a Slurm task and a local resume at once, on other devices or
+    chunk sizes: values that may differ in the last bits) is in two parts. The tables and
+    the parts index took the last part, the parameters of collected or partly loaded
+    results the first: a forward pass of run 0's parameters did not give its logged loss."""
+    out, results = many_parts
+    out = shutil.copytree(out, tmp_path / "out")
+    plan = planning.make(jaxgd.load_spec(MANY_PARTS))
+    layers = {layer: values[None] + 1.0 for layer, values in results.saved_params.of(0).items()}
+    history = {m: results.history[results.history.run_id == 0][m].to_numpy()[None] * 2 for m in plan.logged}
+    store.Store(out).writer(plan)(np.array([0]), history, np.array([-1]), layers)  # sorted before run 0's part
+    collected = jaxgd.collect(out, progress=False, plots=False)
+    for loaded in (collected, jaxgd.Results.load(out), jaxgd.Results.load(out, partial=True)):
+        final_loss = loaded.summary.set_index("run_id").final_train_loss[0]
+        np.testing.assert_array_equal(loaded.params(0, "final")["W"], results.params(0, "final")["W"])
+        assert final_loss == results.summary.final_train_loss[0]

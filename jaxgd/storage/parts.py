@@ -64,7 +64,7 @@ def parts_index_bytes(parts: list[Part], *, n_runs: int) -> bytes:
     """The parts index of a sweep of `n_runs` runs held by `parts` (a scan's): each run's part
     (-1: none) and row there, each part's name and sha256."""
     part, row = np.full(n_runs, -1, np.int64), np.zeros(n_runs, np.int64)
-    for number, held in enumerate(parts):  # a run in two parts (a chunk redone) has the same values in both
+    for number, held in enumerate(parts):  # a run in two parts: the last one, as in store.assemble
         part[held.run_ids], row[held.run_ids] = number, np.arange(len(held.run_ids))
     buffer = io.BytesIO()
     np.savez(buffer, part=part, row=row, name=np.array([p.name for p in parts], str),

@@ -305,7 +305,7 @@ class Store:
         history = {m: np.full((plan.n_runs, len(steps)), np.nan, dtype) for m in plan.logged}
         diverged_step = np.full(plan.n_runs, -1, np.int64)
         params = KeptParams()
-        for part in scan.parts:  # a run in two parts (a chunk redone) has the same values in both
+        for part in scan.parts:  # a run in two parts: the last one's values, metrics and parameters alike
             for name, values in part.history.items():
                 history[name][part.run_ids] = values
             diverged_step[part.run_ids] = part.diverged_step
