@@ -208,3 +208,24 @@ def test_an_interrupted_recompute_leaves_no_tables_of_the_parts_it_sets_aside(do
     assert not (done / "summary.parquet").exists() and not (done / "history.parquet").exists()
     so_far = jaxgd.Results.load(done, partial=True)
     assert len(so_far.summary) == 1 and so_far.stats["runs_missing"] == 3
+
+
+def test_the_same_data_file_at_another_path_is_the_same_sweep(tmp_path):
+    """The fingerprint compares the data's content, not its path; the folder's spec compared
+    the path, and refused the sweep of a moved data file as a different sweep ('only more
+    values on swept axes or more seeds can be added', 'delete the folder to start over')."""
+    rng = np.random.default_rng(0)
+    arrays = {"X_train": rng.normal(size=(12, 3)), "y_train": rng.normal(size=12),
+              "X_test": rng.normal(size=(5, 3)), "y_test": rng.normal(size=5)}
+    for folder in ("here", "moved"):
+        (tmp_path / folder).mkdir()
+        np.savez(tmp_path / folder / "data.npz", **arrays)
+    spec = lambda folder: make_spec() | {"data": {"name": "file", "path": str(tmp_path / folder / "data.npz")}}
+    first = jaxgd.run(spec("here"), out=tmp_path / "out", progress=False)
+    again = jaxgd.run(spec("moved"), out=tmp_path / "out", progress=False)
+    assert again.stats["runs_done"] == 0
+    pd.testing.assert_frame_equal(again.summary, first.summary, check_exact=True)
+    assert jaxgd.load_spec(tmp_path / "out" / "spec.toml").settings["data.path"] == str(tmp_path / "moved" / "data.npz")
+    np.savez(tmp_path / "moved" / "data.npz", **(arrays | {"y_train": -arrays["y_train"]}))  # other data there
+    with pytest.raises(SpecError, match="data file .* changed since these parts were written"):
+        jaxgd.run(spec("moved"), out=tmp_path / "out", progress=False)

@@ -90,12 +90,14 @@ GROWTH = "only more values on swept axes or more seeds can be added to a finishe
 
 def spec_differences(old: specs.Spec, new: specs.Spec) -> list[str]:
     """'key: old -> new' for every setting that changes the sweep's values, other than
-    more values on an axis or more seeds (in which `new` grows `old`)."""
+    more values on an axis or more seeds (in which `new` grows `old`) and the data's
+    path (a data file moved: the parts' fingerprint holds its content)."""
     a, b = _flat(old.to_dict()), _flat(new.to_dict())
     growing = fingerprint.grown(a, b, fingerprint.growable(new))
     lines = []
     for key in sorted(set(a) | set(b)):
-        if key in specs.FREE_KEYS or key in growing or a.get(key) == b.get(key):
+        # where the data are, and inline arrays: their content is compared by the parts' fingerprint
+        if key in specs.FREE_KEYS or key in fingerprint.NOT_SETTINGS or key in growing or a.get(key) == b.get(key):
             continue
         show = lambda v: "(unset)" if v is None else (repr(v) if len(repr(v)) < 60 else repr(v)[:57] + "...")
         lines.append(f"{key}: {show(a.get(key))} there, {show(b.get(key))} here")
