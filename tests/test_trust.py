@@ -229,3 +229,24 @@ def test_the_same_data_file_at_another_path_is_the_same_sweep(tmp_path):
     np.savez(tmp_path / "moved" / "data.npz", **(arrays | {"y_train": -arrays["y_train"]}))  # other data there
     with pytest.raises(SpecError, match="data file .* changed since these parts were written"):
         jaxgd.run(spec("moved"), out=tmp_path / "out", progress=False)
+
+
+def test_a_moved_data_file_is_named_with_how_to_give_its_new_place(tmp_path, capsys):
+    """The folder's spec names a data file that moved: every run, resume and collect into the
+    folder said 'holds a spec this version of jaxgd cannot read ...; use another --out, or
+    delete DIR to start over', advice that throws the finished runs away."""
+    data = tmp_path / "data.npz"
+    rng = np.random.default_rng(0)
+    np.savez(data, X_train=rng.normal(size=(12, 3)), y_train=rng.normal(size=12),
+             X_test=rng.normal(size=(5, 3)), y_test=rng.normal(size=5))
+    first = jaxgd.run(make_spec() | {"data": {"name": "file", "path": str(data)}}, out=tmp_path / "out", progress=False)
+    moved = data.rename(tmp_path / "moved.npz")
+    saved = tmp_path / "out" / "spec.toml"
+    assert cli.main(["run", "--resume", "--quiet", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert f"{saved} cannot be loaded" in err and "put it back or write its new place into" in err
+    assert "delete" not in err.split("another version of jaxgd")[0]
+    saved.write_text(saved.read_text().replace(str(data), str(moved)))  # as the error says
+    resumed = jaxgd.resume(tmp_path / "out", progress=False)
+    assert resumed.stats["runs_done"] == 0
+    pd.testing.assert_frame_equal(resumed.summary, first.summary, check_exact=True)

@@ -132,9 +132,11 @@ class Store:
         try:
             return specs.load(path)
         except specs.SpecError as err:
+            # most often a file it names moved: deleting the folder, its finished runs, is the last resort
             raise specs.SpecError(
-                f"{self.out} holds a spec this version of jaxgd cannot read ({err}); "
-                f"use another --out, or delete {self.out} to start over"
+                f"{path} cannot be loaded ({err}). If a file it names moved (data.path, data.test_path, plugins), "
+                f"put it back or write its new place into {path}; if another version of jaxgd wrote it, use that "
+                f"version, or another --out, or delete {self.out} to start over"
             ) from None
 
     @classmethod
