@@ -3,6 +3,7 @@ more seeds into the folder of a finished one computes only the new runs, keeps t
 ones' rows, and gives the tables of a fresh run of the bigger sweep; any other change is
 refused, naming the key and what is allowed."""
 
+import re
 import shutil
 from pathlib import Path
 
@@ -165,3 +166,13 @@ def test_a_crash_while_the_folder_is_grown_never_leaves_the_bigger_spec_beside_t
     monkeypatch.undo()
     loaded = jaxgd.Results.load(small)
     assert loaded.spec["seeds"] == sorted(loaded.summary.seed.unique()) == [0, 1]
+
+
+def test_a_long_list_changed_near_its_end_is_shown_where_it_differs(tmp_path, no_compile):
+    """Values over 60 characters were cut at their start: two lists of step sizes that
+    differ in their last value were shown the same, 'optimizer.lr: [0.01, 0.0125, ...'."""
+    saved = spec(1, LRS)
+    store.Store.open(tmp_path, jaxgd.load_spec(saved))
+    with pytest.raises(SpecError) as refused:
+        jaxgd.run(spec(1, LRS[:-1] + [0.5]), out=tmp_path, progress=False)
+    assert re.search(rf"optimizer.lr: \.\.\..*{LRS[-1]}\] there, \.\.\..*0\.5\] here", str(refused.value))

@@ -99,9 +99,23 @@ def spec_differences(old: specs.Spec, new: specs.Spec) -> list[str]:
         # where the data are, and inline arrays: their content is compared by the parts' fingerprint
         if key in specs.FREE_KEYS or key in fingerprint.NOT_SETTINGS or key in growing or a.get(key) == b.get(key):
             continue
-        show = lambda v: "(unset)" if v is None else (repr(v) if len(repr(v)) < 60 else repr(v)[:57] + "...")
-        lines.append(f"{key}: {show(a.get(key))} there, {show(b.get(key))} here")
+        there, here = _shown_apart(a.get(key), b.get(key))
+        lines.append(f"{key}: {there} there, {here} here")
     return lines
+
+
+SHOWN = 57  # characters of a long value shown in a refusal
+
+
+def _shown_apart(a, b) -> tuple[str, str]:
+    """Two values as written, a long one cut to SHOWN characters from a little before where
+    they first differ (two long lists that differ only near their end, cut at their
+    start, looked the same)."""
+    texts = ["(unset)" if v is None else repr(v) for v in (a, b)]
+    start = max(0, len(os.path.commonprefix(texts)) - 12)
+    cut = lambda text: (text if len(text) <= SHOWN + 3 else
+                        ("..." if start else "") + text[start : start + SHOWN] + ("..." if len(text) > start + SHOWN else ""))
+    return cut(texts[0]), cut(texts[1])
 
 
 @dataclasses.dataclass
