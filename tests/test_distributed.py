@@ -12,7 +12,7 @@ from scale_helpers import TIMEOUT, assert_same_results, child_env, sweep, write_
 
 import jaxgd
 from jaxgd.front import cli
-from jaxgd.storage import distributed
+from jaxgd.storage import distributed, files
 
 
 def free_port() -> int:
@@ -21,9 +21,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_processes_give_the_results_of_one(tmp_path):
-    spec = sweep(chunk_size=3)  # 2 groups x 4 chunks: 8 chunks to share
-    spec_path, out = write_spec(tmp_path / "s.toml", spec), tmp_path / "out"
+def run_two_processes(spec_path, out) -> tuple[list[int], list[str]]:
+    """`jaxgd run SPEC --out DIR --distributed` as 2 processes: their exit statuses and stderr."""
     env = child_env(JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{free_port()}", JAX_NUM_PROCESSES=2)
     children = [
         subprocess.Popen([sys.executable, "-m", "jaxgd", "run", str(spec_path), "--out", str(out), "--distributed"],
@@ -35,7 +34,14 @@ def test_two_processes_give_the_results_of_one(tmp_path):
     finally:
         for child in children:
             child.kill()
-    assert [c.returncode for c in children] == [0, 0], logs
+    return [c.returncode for c in children], logs
+
+
+def test_two_processes_give_the_results_of_one(tmp_path):
+    spec = sweep(chunk_size=3)  # 2 groups x 4 chunks: 8 chunks to share
+    spec_path, out = write_spec(tmp_path / "s.toml", spec), tmp_path / "out"
+    codes, logs = run_two_processes(spec_path, out)
+    assert codes == [0, 0], logs
     assert "[process 1/2]" in logs[0] and "[process 2/2]" in logs[1]
 
     # each process ran a share and wrote its own manifest; the shares are disjoint and cover the sweep
@@ -94,3 +100,21 @@ def test_a_share_out_of_range_is_refused(tmp_path, index, count, no_compile):
     store.Store.open(tmp_path, jaxgd.load_spec(sweep()))
     with pytest.raises(ValueError, match=rf"share: got index {index} of {count} shares; expected"):
         slurm.run_task(str(tmp_path), index, count)
+
+
+def test_two_processes_into_a_folder_another_sweep_writes_touch_nothing(tmp_path):
+    """Process 0 was refused the folder's lock; process 1, which does not take it, wrote its
+    share into the folder another sweep was writing, then both waited for the other until
+    the runtime aborted them (minutes)."""
+    spec_path, out = write_spec(tmp_path / "s.toml", sweep(chunk_size=3)), tmp_path / "out"
+    out.mkdir()
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        (out / files.LOCK_FILE).write_text(json.dumps({"host": files.HOST, "pid": other.pid, "since": "now"}))
+        codes, logs = run_two_processes(spec_path, out)
+    finally:
+        other.kill()
+        other.wait()
+    assert codes == [2, 2], logs
+    assert f"pid {other.pid}" in logs[0] and f"process 0 of this run could not take the folder: {out}" in logs[1]
+    assert not list(out.rglob("*.npz")) and not (out / "spec.toml").exists()
