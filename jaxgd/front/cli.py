@@ -148,7 +148,8 @@ def _plot(args) -> None:
 
     results = Results.load(args.dir, partial=True)
     kind = PLOT_KINDS[args.kind]
-    (entry,) = specs.load({**results.spec, "plot": {kind: [_plot_entry(args)]}}).plot[kind]
+    # the options checked against the folder's spec, whose data file may be elsewhere (its tables hold what is drawn)
+    (entry,) = specs.load({**results.spec, "plot": {kind: [_plot_entry(args)]}}, read_data=False).plot[kind]
     out = files.figure_path(Path(args.dir), entry["file"], option="--out", given=args.out)
     fig = plot.figure(kind, entry, results)
     missing = results.stats.get("runs_missing", 0)
