@@ -14,6 +14,7 @@ import pytest
 from matplotlib.figure import Figure
 
 from jaxgd.front import cli
+from jaxgd.storage.results import Results
 from jaxgd.sweep.spec import schema
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -278,3 +279,32 @@ def test_debug_shows_the_traceback(tmp_path):
     for debug in (["--debug", "run"], ["run", "--debug"]):
         done = jaxgd_cli(*debug, spec, "--out", tmp_path / "o", "--set", "model.activation=rleu")
         assert done.returncode == 1 and "Traceback" in done.stderr and "SpecError: model.activation" in done.stderr
+
+
+def test_plot_and_load_of_a_folder_missing_a_table(finished, tmp_path, capsys):
+    """Without history.parquet (summary.parquet there), `jaxgd plot` said 'not found: is
+    DIR the --out folder of a `jaxgd run`?' where without summary.parquet it drew the runs
+    of the parts; Results.load said so too, and not how to write the tables again."""
+    folder = shutil.copytree(finished, tmp_path / "folder", ignore=shutil.ignore_patterns("history.parquet"))
+    status, _, err = run_cli(capsys, "plot", folder, "curves", "--metric", "train_loss", "--hue", "lr")
+    assert status == 0 and is_png(folder / "curves_train_loss.png"), err
+    with pytest.raises(FileNotFoundError, match=rf"history.parquet not found: .*`jaxgd collect {folder}`"):
+        Results.load(folder)
+
+
+def test_plot_of_a_finished_folder_needs_not_its_data_file(tmp_path, capsys):
+    """A finished folder copied to another machine, or whose data file moved: `jaxgd plot`
+    read the data file again (to check the figure's options against the spec) and said
+    'data.path: file not found'. The tables hold all it draws."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    data = tmp_path / "data.npz"
+    np.savez(data, X_train=rng.normal(size=(12, 3)), y_train=rng.normal(size=12),
+             X_test=rng.normal(size=(5, 3)), y_test=rng.normal(size=5))
+    (tmp_path / "s.toml").write_text(f'steps = 20\nlog_every = 10\n[data]\nname = "file"\npath = "{data}"\n'
+                                     '[model]\nwidth = [4, 8]\n[optimizer]\nlr = [0.05, 0.1]\n')
+    assert run_cli(capsys, "run", tmp_path / "s.toml", "--out", tmp_path / "out", "--quiet")[0] == 0
+    data.unlink()
+    status, _, err = run_cli(capsys, "plot", tmp_path / "out", "--x", "width", "--y", "lr", "--value", "final_train_loss")
+    assert status == 0 and is_png(tmp_path / "out" / "phase_final_train_loss_width_lr.png"), err

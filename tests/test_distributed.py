@@ -11,7 +11,8 @@ import pytest
 from scale_helpers import TIMEOUT, assert_same_results, child_env, sweep, write_spec
 
 import jaxgd
-from jaxgd.storage import distributed
+from jaxgd.front import cli
+from jaxgd.storage import distributed, files
 
 
 def free_port() -> int:
@@ -20,9 +21,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_processes_give_the_results_of_one(tmp_path):
-    spec = sweep(chunk_size=3)  # 2 groups x 4 chunks: 8 chunks to share
-    spec_path, out = write_spec(tmp_path / "s.toml", spec), tmp_path / "out"
+def run_two_processes(spec_path, out) -> tuple[list[int], list[str]]:
+    """`jaxgd run SPEC --out DIR --distributed` as 2 processes: their exit statuses and stderr."""
     env = child_env(JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{free_port()}", JAX_NUM_PROCESSES=2)
     children = [
         subprocess.Popen([sys.executable, "-m", "jaxgd", "run", str(spec_path), "--out", str(out), "--distributed"],
@@ -34,7 +34,14 @@ def test_two_processes_give_the_results_of_one(tmp_path):
     finally:
         for child in children:
             child.kill()
-    assert [c.returncode for c in children] == [0, 0], logs
+    return [c.returncode for c in children], logs
+
+
+def test_two_processes_give_the_results_of_one(tmp_path):
+    spec = sweep(chunk_size=3)  # 2 groups x 4 chunks: 8 chunks to share
+    spec_path, out = write_spec(tmp_path / "s.toml", spec), tmp_path / "out"
+    codes, logs = run_two_processes(spec_path, out)
+    assert codes == [0, 0], logs
     assert "[process 1/2]" in logs[0] and "[process 2/2]" in logs[1]
 
     # each process ran a share and wrote its own manifest; the shares are disjoint and cover the sweep
@@ -73,3 +80,41 @@ def test_a_coordinator_without_a_port_or_a_count_that_is_not_a_number_is_named(m
     monkeypatch.setenv("JAX_NUM_PROCESSES", "two")
     with pytest.raises(ValueError, match="JAX_NUM_PROCESSES: got 'two'; expected an integer"):
         distributed.initialize("node0:1234")
+
+
+def test_the_options_of_distributed_without_it_are_refused(tmp_path, capsys, no_compile):
+    """Without --distributed, --num-processes 2 --process-id 1 were ignored: the process
+    ran the whole sweep alone."""
+    spec = write_spec(tmp_path / "s.toml", sweep())
+    assert cli.main(["run", str(spec), "--out", str(tmp_path / "out"), "--num-processes", "2", "--process-id", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "--num-processes: only with --distributed" in err and "--num-processes, --process-id" in err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("index, count", [(2, 2), (-1, 2), (1, 1), (0, 0)])
+def test_a_share_out_of_range_is_refused(tmp_path, index, count, no_compile):
+    """A task's share out of range ran nothing (or, of one share, every run), silently."""
+    from jaxgd.storage import slurm, store
+
+    store.Store.open(tmp_path, jaxgd.load_spec(sweep()))
+    with pytest.raises(ValueError, match=rf"share: got index {index} of {count} shares; expected"):
+        slurm.run_task(str(tmp_path), index, count)
+
+
+def test_two_processes_into_a_folder_another_sweep_writes_touch_nothing(tmp_path):
+    """Process 0 was refused the folder's lock; process 1, which does not take it, wrote its
+    share into the folder another sweep was writing, then both waited for the other until
+    the runtime aborted them (minutes)."""
+    spec_path, out = write_spec(tmp_path / "s.toml", sweep(chunk_size=3)), tmp_path / "out"
+    out.mkdir()
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        (out / files.LOCK_FILE).write_text(json.dumps({"host": files.HOST, "pid": other.pid, "since": "now"}))
+        codes, logs = run_two_processes(spec_path, out)
+    finally:
+        other.kill()
+        other.wait()
+    assert codes == [2, 2], logs
+    assert f"pid {other.pid}" in logs[0] and f"process 0 of this run could not take the folder: {out}" in logs[1]
+    assert not list(out.rglob("*.npz")) and not (out / "spec.toml").exists()

@@ -3,7 +3,9 @@ more seeds into the folder of a finished one computes only the new runs, keeps t
 ones' rows, and gives the tables of a fresh run of the bigger sweep; any other change is
 refused, naming the key and what is allowed."""
 
+import re
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -145,3 +147,32 @@ def test_parts_name_their_runs_by_points(small):
     part = next((small / "parts").glob("r*.npz"))
     with np.load(part) as z:
         assert {"point:seed", "point:optimizer.lr"} <= set(z.files) and len(z["point:seed"]) == len(z["run_ids"])
+
+
+def test_a_crash_while_the_folder_is_grown_never_leaves_the_bigger_spec_beside_the_smaller_tables(small, monkeypatch):
+    """The bigger sweep's spec.toml was written before the smaller sweep's tables were
+    removed: a crash in between left a folder whose tables Results.load gave as the bigger
+    sweep's, silently."""
+    unlink = Path.unlink
+
+    def crash_on_tables(path, *args, **kwargs):
+        if path.name == "history.parquet":
+            raise KeyboardInterrupt  # killed here
+        unlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "unlink", crash_on_tables)
+    with pytest.raises(KeyboardInterrupt):
+        jaxgd.run(BIG, out=small, progress=False)
+    monkeypatch.undo()
+    loaded = jaxgd.Results.load(small)
+    assert loaded.spec["seeds"] == sorted(loaded.summary.seed.unique()) == [0, 1]
+
+
+def test_a_long_list_changed_near_its_end_is_shown_where_it_differs(tmp_path, no_compile):
+    """Values over 60 characters were cut at their start: two lists of step sizes that
+    differ in their last value were shown the same, 'optimizer.lr: [0.01, 0.0125, ...'."""
+    saved = spec(1, LRS)
+    store.Store.open(tmp_path, jaxgd.load_spec(saved))
+    with pytest.raises(SpecError) as refused:
+        jaxgd.run(spec(1, LRS[:-1] + [0.5]), out=tmp_path, progress=False)
+    assert re.search(rf"optimizer.lr: \.\.\..*{LRS[-1]}\] there, \.\.\..*0\.5\] here", str(refused.value))

@@ -19,6 +19,7 @@ import jaxgd
 from jaxgd.errors import SpecError
 from jaxgd.front import api
 from jaxgd.storage import parts, store
+from jaxgd.sweep import plan as planning
 from jaxgd.sweep import preflight
 
 SWEEPS = Path(__file__).parent.parent / "sweeps"
@@ -157,7 +158,7 @@ def test_one_runs_parameters_are_read_from_its_part_alone(indexed, parts_read):
     np.testing.assert_array_equal(materialized["params"]["W"], results.params(7, 10)["W"])
 
 
-def test_a_runs_parameters_are_refused_as_before_when_its_part_is_damaged_or_missing(many_parts, tmp_path):
+def test_a_runs_parameters_are_refused_naming_its_lost_part_when_it_is_damaged_or_missing(many_parts, tmp_path):
     out, results = many_parts
     out = shutil.copytree(out, tmp_path / "out")
     damaged, missing = sorted((out / "parts").glob("r*.npz"))[1:3]
@@ -169,7 +170,11 @@ def test_a_runs_parameters_are_refused_as_before_when_its_part_is_damaged_or_mis
     kept = store.saved_params(out)  # of the parts left
     runs_lost = [r for r in results.summary.run_id if kept.of(r) is None]
     assert len(runs_lost) == 4
-    for run_id in runs_lost + [12, -1, 10**6]:
+    for run_id in runs_lost:  # was 'not a finished run', a run of the summary
+        with pytest.raises(ValueError, match=rf"run_id: got {run_id!r}; a finished run of this sweep, but no part in "
+                                             rf".*`jaxgd run --resume --out {out}`"):
+            loaded.params(run_id, "final")
+    for run_id in [12, -1, 10**6]:
         with pytest.raises(ValueError, match=f"run_id: got {run_id!r}; not a finished run of this sweep"):
             loaded.params(run_id, "final")
     for run_id in set(results.summary.run_id) - set(runs_lost):
@@ -177,6 +182,11 @@ def test_a_runs_parameters_are_refused_as_before_when_its_part_is_damaged_or_mis
     # materialize trains a run whose part is lost again, alone: equal to float rounding
     np.testing.assert_allclose(jaxgd.materialize(out, runs_lost[0], step=10)["params"]["W"],
                                results.params(runs_lost[0], 10)["W"], rtol=1e-5, atol=1e-6)
+    # as the error says, a resume runs them again
+    assert jaxgd.resume(out, progress=False, plots=False).stats["runs_done"] == len(runs_lost)
+    for run_id in runs_lost:
+        np.testing.assert_array_equal(jaxgd.Results.load(out).params(run_id, "final")["W"],
+                                      results.params(run_id, "final")["W"])
 
 
 def test_reading_a_runs_parameters_from_a_finished_folder_imports_no_jax(many_parts):
@@ -301,3 +311,21 @@ def test_dry_run_reports_the_storage_of_kept_parameters():
     estimate = api.estimate(make_spec(model={"width": 16}, steps=20, save_params=[0, 10, 20]))
     assert estimate.params_bytes == estimate.runs * 3 * 16 * (3 + 1) * 4  # W (16 x 3) and a (16), float32
     assert "parameters kept at 3 steps (save_params): about 1.5 KiB" in preflight.describe(estimate)
+
+
+def test_a_run_in_two_parts_gives_its_metrics_and_parameters_from_the_same_one(many_parts, tmp_path):
+    """A run computed twice (a Slurm task and a local resume at once, on other devices or
+    chunk sizes: values that may differ in the last bits) is in two parts. The tables and
+    the parts index took the last part, the parameters of collected or partly loaded
+    results the first: a forward pass of run 0's parameters did not give its logged loss."""
+    out, results = many_parts
+    out = shutil.copytree(out, tmp_path / "out")
+    plan = planning.make(jaxgd.load_spec(MANY_PARTS))
+    layers = {layer: values[None] + 1.0 for layer, values in results.saved_params.of(0).items()}
+    history = {m: results.history[results.history.run_id == 0][m].to_numpy()[None] * 2 for m in plan.logged}
+    store.Store(out).writer(plan)(np.array([0]), history, np.array([-1]), layers)  # sorted before run 0's part
+    collected = jaxgd.collect(out, progress=False, plots=False)
+    for loaded in (collected, jaxgd.Results.load(out), jaxgd.Results.load(out, partial=True)):
+        final_loss = loaded.summary.set_index("run_id").final_train_loss[0]
+        np.testing.assert_array_equal(loaded.params(0, "final")["W"], results.params(0, "final")["W"])
+        assert final_loss == results.summary.final_train_loss[0]

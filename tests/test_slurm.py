@@ -4,11 +4,13 @@ results of one process."""
 
 import json
 
+import pandas as pd
 import pytest
+from conftest import make_spec
 from scale_helpers import TIMEOUT, assert_same_results, jaxgd_cli, sweep, write_spec
 
 import jaxgd
-from jaxgd.storage import slurm
+from jaxgd.storage import fingerprint, slurm
 
 pytest.importorskip("submitit")
 
@@ -51,3 +53,22 @@ def test_a_figure_that_collect_could_not_write_is_refused_before_submitting(tmp_
     with pytest.raises(ValueError, match=r"plot\.phase_diagram\.file: got 'phase\.parquet'; expected a file name"):
         slurm.submit(spec, tmp_path / "out", 2, cluster="local")
     assert not (tmp_path / "out").exists()
+
+
+def test_parts_of_other_inputs_are_refused_before_submitting_and_set_aside_with_recompute(tmp_path, monkeypatch):
+    """Submitting into a folder whose parts another jaxgd computed submitted the array, and
+    every task failed on them; --recompute was not passed on to the tasks. A finished
+    sweep was submitted again, its tasks finding nothing to do."""
+    spec = make_spec(optimizer={"lr": [0.05, 0.1]}, engine={"chunk_size": 1})  # 4 runs, 4 parts
+    out = tmp_path / "out"
+    finished = jaxgd.run(spec, out=out, progress=False)
+    assert slurm.submit(spec, out, 2, cluster="debug") == []  # nothing left to run
+    monkeypatch.setattr(fingerprint, "code_hash", lambda: "0123456789abcdef")  # jaxgd changed since
+    with pytest.raises(jaxgd.SpecError, match="code that computes runs changed.*--recompute"):
+        slurm.submit(spec, out, 2, cluster="debug")
+    assert not (out / "slurm").exists() and (out / "summary.parquet").is_file()
+
+    jobs = slurm.submit(spec, out, 2, cluster="debug", recompute=True)
+    assert len(list((out / "parts" / "superseded").iterdir())) == 4 and not (out / "summary.parquet").exists()
+    assert sum(job.result()["runs_done"] for job in jobs) == 4
+    pd.testing.assert_frame_equal(jaxgd.collect(out, progress=False).summary, finished.summary, check_exact=True)

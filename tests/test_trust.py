@@ -17,7 +17,7 @@ from conftest import make_spec
 import jaxgd
 from jaxgd import SpecError
 from jaxgd.front import cli
-from jaxgd.storage import files, fingerprint
+from jaxgd.storage import files, fingerprint, store
 
 SPEC = make_spec(optimizer={"lr": [0.05, 0.1]}, engine={"chunk_size": 1})  # 4 runs, 4 parts
 
@@ -57,7 +57,9 @@ def test_another_spec_after_spec_toml_was_deleted_is_refused(done):
 
 def test_parts_of_other_code_are_refused(done, monkeypatch):
     monkeypatch.setattr(fingerprint, "code_hash", lambda: "0123456789abcdef")
-    with pytest.raises(SpecError, match="code that computes runs changed since these parts were written"):
+    # the version is the same: it said 'jaxgd 0.1.0 there, 0.1.0 here'
+    with pytest.raises(SpecError, match=r"code that computes runs changed since these parts were written "
+                                        rf"\(the same version, jaxgd {jaxgd.__version__}, with other source\)"):
         jaxgd.run(SPEC, out=done, progress=False)
     with pytest.raises(SpecError, match="code that computes runs changed"):
         jaxgd.collect(done, progress=False)
@@ -174,3 +176,77 @@ def test_parts_of_another_plugin_source_are_refused(tmp_path):
     plugin.write_text(plugin.read_text() + "# edited\n")
     with pytest.raises(SpecError, match="a plugin file changed since these parts were written"):
         jaxgd.run(spec, out=tmp_path / "out", progress=False)
+
+
+def test_a_refused_growth_leaves_the_finished_sweep_as_it_was(done, monkeypatch):
+    """Growing a folder whose parts another jaxgd computed is refused; the refusal came after
+    the folder's spec.toml was rewritten to the bigger sweep and the finished sweep's tables
+    removed, so its results could no longer be read."""
+    before = {name: (done / name).read_bytes() for name in ("spec.toml", "history.parquet", "summary.parquet")}
+    monkeypatch.setattr(fingerprint, "code_hash", lambda: "0123456789abcdef")
+    with pytest.raises(SpecError, match="code that computes runs changed"):
+        jaxgd.run(make_spec(SPEC, seeds=3), out=done, progress=False)
+    assert {name: (done / name).read_bytes() for name in before} == before
+    assert len(jaxgd.Results.load(done).summary) == 4
+
+
+def test_an_interrupted_recompute_leaves_no_tables_of_the_parts_it_sets_aside(done, monkeypatch):
+    """The tables were assembled from the parts a recompute sets aside: after a recompute
+    interrupted, Results.load(partial=True) (and `jaxgd plot`) gave them as the finished
+    sweep, every run there and none missing."""
+    monkeypatch.setattr(fingerprint, "code_hash", lambda: "0123456789abcdef")  # jaxgd changed
+    save, saved = store.PartWriter.__call__, []
+
+    def interrupted_after_one_part(self, *args):
+        if saved:
+            raise KeyboardInterrupt
+        saved.append(save(self, *args))
+
+    monkeypatch.setattr(store.PartWriter, "__call__", interrupted_after_one_part)
+    with pytest.raises(KeyboardInterrupt):
+        jaxgd.run(SPEC, out=done, progress=False, recompute=True)
+    assert not (done / "summary.parquet").exists() and not (done / "history.parquet").exists()
+    so_far = jaxgd.Results.load(done, partial=True)
+    assert len(so_far.summary) == 1 and so_far.stats["runs_missing"] == 3
+
+
+def test_the_same_data_file_at_another_path_is_the_same_sweep(tmp_path):
+    """The fingerprint compares the data's content, not its path; the folder's spec compared
+    the path, and refused the sweep of a moved data file as a different sweep ('only more
+    values on swept axes or more seeds can be added', 'delete the folder to start over')."""
+    rng = np.random.default_rng(0)
+    arrays = {"X_train": rng.normal(size=(12, 3)), "y_train": rng.normal(size=12),
+              "X_test": rng.normal(size=(5, 3)), "y_test": rng.normal(size=5)}
+    for folder in ("here", "moved"):
+        (tmp_path / folder).mkdir()
+        np.savez(tmp_path / folder / "data.npz", **arrays)
+    spec = lambda folder: make_spec() | {"data": {"name": "file", "path": str(tmp_path / folder / "data.npz")}}
+    first = jaxgd.run(spec("here"), out=tmp_path / "out", progress=False)
+    again = jaxgd.run(spec("moved"), out=tmp_path / "out", progress=False)
+    assert again.stats["runs_done"] == 0
+    pd.testing.assert_frame_equal(again.summary, first.summary, check_exact=True)
+    assert jaxgd.load_spec(tmp_path / "out" / "spec.toml").settings["data.path"] == str(tmp_path / "moved" / "data.npz")
+    np.savez(tmp_path / "moved" / "data.npz", **(arrays | {"y_train": -arrays["y_train"]}))  # other data there
+    with pytest.raises(SpecError, match="data file .* changed since these parts were written"):
+        jaxgd.run(spec("moved"), out=tmp_path / "out", progress=False)
+
+
+def test_a_moved_data_file_is_named_with_how_to_give_its_new_place(tmp_path, capsys):
+    """The folder's spec names a data file that moved: every run, resume and collect into the
+    folder said 'holds a spec this version of jaxgd cannot read ...; use another --out, or
+    delete DIR to start over', advice that throws the finished runs away."""
+    data = tmp_path / "data.npz"
+    rng = np.random.default_rng(0)
+    np.savez(data, X_train=rng.normal(size=(12, 3)), y_train=rng.normal(size=12),
+             X_test=rng.normal(size=(5, 3)), y_test=rng.normal(size=5))
+    first = jaxgd.run(make_spec() | {"data": {"name": "file", "path": str(data)}}, out=tmp_path / "out", progress=False)
+    moved = data.rename(tmp_path / "moved.npz")
+    saved = tmp_path / "out" / "spec.toml"
+    assert cli.main(["run", "--resume", "--quiet", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert f"{saved} cannot be loaded" in err and "put it back or write its new place into" in err
+    assert "delete" not in err.split("another version of jaxgd")[0]
+    saved.write_text(saved.read_text().replace(str(data), str(moved)))  # as the error says
+    resumed = jaxgd.resume(tmp_path / "out", progress=False)
+    assert resumed.stats["runs_done"] == 0
+    pd.testing.assert_frame_equal(resumed.summary, first.summary, check_exact=True)

@@ -20,8 +20,10 @@ class KeptParams:
             self.blocks.append((np.asarray(run_ids), layers))
 
     def of(self, run_id: int) -> dict[str, np.ndarray] | None:
-        """The run's layers, each (n_saved, ...), or None if no block holds it."""
-        for run_ids, layers in self.blocks:
+        """The run's layers, each (n_saved, ...), or None if no block holds it. Of a run in
+        two blocks (two parts), those of the last added: as its metrics (store.assemble)
+        and the parts index, where a later part holds it."""
+        for run_ids, layers in reversed(self.blocks):
             rows = np.flatnonzero(run_ids == run_id)
             if len(rows):
                 return {layer: values[rows[0]] for layer, values in layers.items()}

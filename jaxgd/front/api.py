@@ -80,15 +80,36 @@ def run(spec, *, overrides=None, out=None, progress=True, compile_cache_dir=None
 
 
 def _run_into(out: Path, resolved, plan, progress, index, count, plots, recompute) -> Results:
-    # the processes of one jax.distributed run cooperate: process 0 holds the lock for them
-    with Store(out).lock() if index == 0 else contextlib.nullcontext():
-        store = Store.open(out, resolved)  # under the lock: growing a sweep rewrites the folder's spec
-        return _run_locked(store, out, resolved, plan, progress, index, count, plots, recompute)
+    with _folder_lock(out, index):
+        # under the lock: growing a sweep rewrites the folder's spec
+        store, before = Store.prepare(out, plan, recompute=recompute)
+        return _run_locked(store, before, out, resolved, plan, progress, index, count, plots)
 
 
-def _run_locked(store, out, resolved, plan, progress, index, count, plots, recompute) -> Results:
-    before = store.scan(plan)
-    store.refuse_foreign(before, recompute)
+@contextlib.contextmanager
+def _folder_lock(out: Path, index: int):
+    """The folder's lock, which process 0 takes for the processes of one jax.distributed run.
+    Each of them learns whether it did, and none touches the folder if not (the others wrote
+    their shares into a folder another sweep was writing, then waited for process 0)."""
+    lock, refused = None, None
+    if index == 0:
+        try:
+            lock = Store(out).lock().acquire()
+        except OSError as err:  # another sweep writes it, or it cannot be written
+            refused = err
+    told = distributed.from_process_0("" if refused is None else str(refused))
+    if refused is not None:
+        raise refused
+    if told:
+        raise files.FolderBusy(f"process 0 of this run could not take the folder: {told}")
+    try:
+        yield
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _run_locked(store, before, out, resolved, plan, progress, index, count, plots) -> Results:
     if index == 0:
         report_damaged(before)
     mine = shares.share(plan, index, count)

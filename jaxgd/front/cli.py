@@ -44,9 +44,17 @@ def _spec_for(args):
     return load_saved(args.out, f"nothing to resume in {args.out}")
 
 
+# The options of --distributed: without it this process would run the whole sweep alone.
+DISTRIBUTED_OPTIONS = {"--coordinator": "coordinator", "--num-processes": "num_processes", "--process-id": "process_id"}
+
+
 def _run(args) -> None:
     from jaxgd.front import api
 
+    given = [option for option, name in DISTRIBUTED_OPTIONS.items() if getattr(args, name) is not None]
+    if given and not args.distributed:
+        raise ValueError(f"{given[0]}: only with --distributed, which joins this process to the others and runs "
+                         f"its share of the sweep; add --distributed, or leave out {', '.join(given)}")
     if args.distributed:
         from jaxgd.storage import distributed
 
@@ -82,7 +90,8 @@ def _submit(args, spec) -> None:
 
     parameters = parse_overrides(args.slurm_param)
     jobs = slurm.submit(spec, args.out, args.slurm, overrides=args.set, parameters=parameters,
-                        cluster=args.slurm_cluster, compile_cache_dir=args.compile_cache, plots=not args.no_plots)
+                        cluster=args.slurm_cluster, compile_cache_dir=args.compile_cache, plots=not args.no_plots,
+                        recompute=args.recompute)
     if not jobs:
         print(f"jaxgd: nothing left to run in {args.out}", file=sys.stderr)
     else:
@@ -139,7 +148,8 @@ def _plot(args) -> None:
 
     results = Results.load(args.dir, partial=True)
     kind = PLOT_KINDS[args.kind]
-    (entry,) = specs.load({**results.spec, "plot": {kind: [_plot_entry(args)]}}).plot[kind]
+    # the options checked against the folder's spec, whose data file may be elsewhere (its tables hold what is drawn)
+    (entry,) = specs.load({**results.spec, "plot": {kind: [_plot_entry(args)]}}, read_data=False).plot[kind]
     out = files.figure_path(Path(args.dir), entry["file"], option="--out", given=args.out)
     fig = plot.figure(kind, entry, results)
     missing = results.stats.get("runs_missing", 0)

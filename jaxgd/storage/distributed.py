@@ -7,6 +7,7 @@ folder must be on a file system every process sees."""
 
 from __future__ import annotations
 
+import itertools
 import os
 
 import jax
@@ -56,3 +57,20 @@ def barrier(name: str) -> None:
         from jax.experimental import multihost_utils
 
         multihost_utils.sync_global_devices(name)
+
+
+_told = itertools.count()  # the processes tell each other things in the same order: one key each
+
+
+def from_process_0(value: str) -> str:
+    """`value` as process 0 gives it, in every process (the runtime's key-value store): what
+    process 0 alone finds out, such as whether it took the folder's lock, the others act on."""
+    if jax.process_count() == 1:
+        return value
+    from jax._src import distributed as _distributed
+
+    client, key = _distributed.global_state.client, f"jaxgd/from_process_0/{next(_told)}"
+    if jax.process_index() == 0:
+        client.key_value_set(key, value)
+        return value
+    return client.blocking_key_value_get(key, BARRIER_TIMEOUT_S * 1000)

@@ -30,7 +30,7 @@ NOT_SETTINGS = ("data.path", "data.test_path", *(f"data.{k}" for k in specs.give
 
 # How each part of the fingerprint is named when it differs.
 WHAT_CHANGED = {
-    "code": "the code that computes runs changed since these parts were written (jaxgd {old} there, {new} here)",
+    "code": "the code that computes runs changed since these parts were written ({versions})",
     "plugins": "a plugin file changed since these parts were written",
     "data": "the data file (or inline arrays) changed since these parts were written",
 }
@@ -118,7 +118,10 @@ def differences(old: dict, new: dict, old_settings: dict | None, new_settings: d
             a, b = (old_settings or {}).get(key), new_settings.get(key)
             if old_settings is not None and a != b and key not in growing:
                 found.append(f"{key}: {a!r} there, {b!r} here")
+    # the version alone may not have changed: source edited, or installed from another commit
+    versions = (f"jaxgd {old.get('jaxgd', '?')} there, {new['jaxgd']} here" if old.get("jaxgd") != new["jaxgd"]
+                else f"the same version, jaxgd {new['jaxgd']}, with other source")
     for part, why in WHAT_CHANGED.items():
         if old.get(part) != new[part]:
-            found.append(why.format(old=old.get("jaxgd", "?"), new=new["jaxgd"]))
+            found.append(why.format(versions=versions))
     return found

@@ -76,7 +76,7 @@ def parts_index_bytes(parts: list[Part], *, n_runs: int, spec: str) -> bytes:
     the sha256 `spec` (spec_sha256): each run's part (-1: none), row there and id there
     (ids_in_file), each part's name and sha256."""
     part, row, id_in_part = np.full(n_runs, -1, np.int64), np.zeros(n_runs, np.int64), np.zeros(n_runs, np.int64)
-    for number, held in enumerate(parts):  # a run in two parts (a chunk redone) has the same values in both
+    for number, held in enumerate(parts):  # a run in two parts: the last one, as in store.assemble
         part[held.run_ids], row[held.run_ids] = number, np.arange(len(held.run_ids))
         id_in_part[held.run_ids] = held.ids_in_file
     buffer = io.BytesIO()

@@ -16,7 +16,7 @@ import tomli_w
 from jaxgd.engine.outputs import KeptParams, Outputs
 from jaxgd.errors import IncompleteError
 from jaxgd.storage.files import HISTORY_FILE, SPEC_FILE, STATS_FILE, SUMMARY_FILE, atomic_write
-from jaxgd.storage.parts import indexed_params
+from jaxgd.storage.parts import PARTS, indexed_params
 from jaxgd.sweep import expressions
 from jaxgd.sweep.steps import FINAL, chosen_step
 
@@ -124,6 +124,11 @@ class Results:
         if layers is None and self.folder is not None:  # loaded from a folder: read the part that holds the run
             self.saved_params = kept_params(self.folder, run_id)
             layers = self.saved_params.of(run_id)
+        if layers is None and self.folder is not None and run_id in self.summary.run_id.values:
+            # finished when the tables were written; its part no longer counts
+            raise ValueError(f"run_id: got {run_id!r}; a finished run of this sweep, but no part in "
+                             f"{self.folder / PARTS} that counts holds its parameters (its part is missing or "
+                             f"damaged, or of other inputs); run it again with `jaxgd run --resume --out {self.folder}`")
         if layers is None:
             raise ValueError(f"run_id: got {run_id!r}; not a finished run of this sweep")
         return {layer: values[saved.index(at)] for layer, values in layers.items()}
@@ -148,11 +153,16 @@ class Results:
         out = Path(out)
         if not out.is_dir():
             raise NotADirectoryError(f"{out} is not a folder: give the --out folder of a `jaxgd run`")
-        if partial and not (out / SUMMARY_FILE).is_file() and (out / SPEC_FILE).is_file():
-            return cls.finished_so_far(out)
-        for name in (HISTORY_FILE, SUMMARY_FILE, SPEC_FILE):
-            if not (out / name).is_file():
-                raise FileNotFoundError(f"{out / name} not found: is {out} the --out folder of a `jaxgd run`?")
+        missing = [name for name in (HISTORY_FILE, SUMMARY_FILE, SPEC_FILE) if not (out / name).is_file()]
+        if missing and (out / SPEC_FILE).is_file():  # a sweep's folder without all of its tables
+            if partial:
+                return cls.finished_so_far(out)
+            raise FileNotFoundError(
+                f"{out / missing[0]} not found: the sweep in {out} is unfinished, or its tables were removed; "
+                f"finish it with `jaxgd run --resume --out {out}`, write the tables from its parts with "
+                f"`jaxgd collect {out}`, or read the runs finished so far with partial=True")
+        if missing:
+            raise FileNotFoundError(f"{out / missing[0]} not found: is {out} the --out folder of a `jaxgd run`?")
 
         def read(name, reader):
             # a damaged file, or one jaxgd did not write: pyarrow's, tomllib's and json's errors are ValueErrors

@@ -40,6 +40,8 @@ def balanced_split(costs, count: int) -> np.ndarray:
 def share(plan: Plan, index: int, count: int) -> np.ndarray:
     """Boolean mask over run_ids: the runs of share `index` of `count` (a process or a
     task), whole chunks, balanced by estimated cost (the memory estimate of a run)."""
+    if count < 1 or not 0 <= index < count:  # else no runs, or with one share every run, silently
+        raise ValueError(f"share: got index {index} of {count} shares; expected a count >= 1 and 0 <= index < count")
     mask = np.zeros(plan.n_runs, bool)
     if count == 1:
         mask[:] = True

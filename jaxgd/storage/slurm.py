@@ -55,11 +55,15 @@ class Task:
 
 
 def submit(spec, out, tasks: int, *, overrides=None, parameters: dict | None = None, cluster: str = "slurm",
-           compile_cache_dir: str | None = None, plots: bool = True):
+           compile_cache_dir: str | None = None, plots: bool = True, recompute: bool = False):
     """Submit the sweep `spec` into `out` as a job array of `tasks` tasks and return
-    the submitit jobs. `parameters` go to `submitit.AutoExecutor.update_parameters`
-    (timeout_min, gpus_per_node, cpus_per_task, mem_gb, slurm_partition,
-    slurm_account, slurm_array_parallelism, ...). `cluster`: "slurm", or
+    the submitit jobs (none if every run is done). The folder is checked first, as by
+    `jaxgd run`: another sweep and parts computed from other inputs are refused here, not
+    by each task; with `recompute`, those parts are set aside now (parts/superseded), so
+    that the tasks run their runs again and `collect` finds only this sweep's.
+    `parameters` go to `submitit.AutoExecutor.update_parameters` (timeout_min,
+    gpus_per_node, cpus_per_task, mem_gb, slurm_partition, slurm_account,
+    slurm_array_parallelism, ...). `cluster`: "slurm", or
     "local"/"debug" (submitit's executors on this machine, for trying it out). With
     `plots`, the files of the figures `jaxgd collect` will draw are checked first."""
     try:
@@ -74,7 +78,10 @@ def submit(spec, out, tasks: int, *, overrides=None, parameters: dict | None = N
     if plots:
         files.figure_files(Path(out), resolved.plot)
     with Store(out).lock():  # not while another sweep writes the folder: submitting may grow it
-        store = Store.open(out, resolved)
+        store, scan = Store.prepare(out, planning.make(resolved), recompute=recompute)
+        store.set_aside(scan.foreign, "foreign")
+    if scan.finished.all():
+        return []
     executor = submitit.AutoExecutor(folder=store.out / "slurm" / "%j", cluster=cluster)
     executor.update_parameters(name=f"jaxgd-{resolved.name}", **(parameters or {}))
     out_dir = str(store.out.resolve())

@@ -92,16 +92,32 @@ GROWTH = "only more values on swept axes or more seeds can be added to a finishe
 
 def spec_differences(old: specs.Spec, new: specs.Spec) -> list[str]:
     """'key: old -> new' for every setting that changes the sweep's values, other than
-    more values on an axis or more seeds (in which `new` grows `old`)."""
+    more values on an axis or more seeds (in which `new` grows `old`) and the data's
+    path (a data file moved: the parts' fingerprint holds its content)."""
     a, b = _flat(old.to_dict()), _flat(new.to_dict())
     growing = fingerprint.grown(a, b, fingerprint.growable(new))
     lines = []
     for key in sorted(set(a) | set(b)):
-        if key in specs.FREE_KEYS or key in growing or a.get(key) == b.get(key):
+        # where the data are, and inline arrays: their content is compared by the parts' fingerprint
+        if key in specs.FREE_KEYS or key in fingerprint.NOT_SETTINGS or key in growing or a.get(key) == b.get(key):
             continue
-        show = lambda v: "(unset)" if v is None else (repr(v) if len(repr(v)) < 60 else repr(v)[:57] + "...")
-        lines.append(f"{key}: {show(a.get(key))} there, {show(b.get(key))} here")
+        there, here = _shown_apart(a.get(key), b.get(key))
+        lines.append(f"{key}: {there} there, {here} here")
     return lines
+
+
+SHOWN = 57  # characters of a long value shown in a refusal
+
+
+def _shown_apart(a, b) -> tuple[str, str]:
+    """Two values as written, a long one cut to SHOWN characters from a little before where
+    they first differ (two long lists that differ only near their end, cut at their
+    start, looked the same)."""
+    texts = ["(unset)" if v is None else repr(v) for v in (a, b)]
+    start = max(0, len(os.path.commonprefix(texts)) - 12)
+    cut = lambda text: (text if len(text) <= SHOWN + 3 else
+                        ("..." if start else "") + text[start : start + SHOWN] + ("..." if len(text) > start + SHOWN else ""))
+    return cut(texts[0]), cut(texts[1])
 
 
 @dataclasses.dataclass
@@ -132,9 +148,11 @@ class Store:
         try:
             return specs.load(path)
         except specs.SpecError as err:
+            # most often a file it names moved: deleting the folder, its finished runs, is the last resort
             raise specs.SpecError(
-                f"{self.out} holds a spec this version of jaxgd cannot read ({err}); "
-                f"use another --out, or delete {self.out} to start over"
+                f"{path} cannot be loaded ({err}). If a file it names moved (data.path, data.test_path, plugins), "
+                f"put it back or write its new place into {path}; if another version of jaxgd wrote it, use that "
+                f"version, or another --out, or delete {self.out} to start over"
             ) from None
 
     @classmethod
@@ -145,27 +163,53 @@ class Store:
         setting that changes values; the name, plots, chunking and memory budget may
         change). A caller that may grow a folder holds its lock."""
         store = cls(out)
-        old = store.saved_spec()
+        store._take(spec, store.refuse_another_sweep(spec))
+        return store
+
+    @classmethod
+    def prepare(cls, out, plan: planning.Plan, *, recompute: bool = False) -> tuple[Store, Scan]:
+        """The folder for the sweep of `plan` (as `open`) and its scan, every check made before
+        anything in it changes: another sweep (open's SpecError) and parts of other inputs
+        (refuse_foreign, unless `recompute`) are refused with the folder as it was, its spec
+        and tables those of the sweep it holds. With `recompute` and such parts, the tables,
+        assembled from them, are removed until the tables of this sweep are written."""
+        store = cls(out)
+        old = store.refuse_another_sweep(plan.spec)
+        scan = store.scan(plan)
+        store.refuse_foreign(scan, recompute)
+        store._take(plan.spec, old, stale_tables=bool(scan.foreign))
+        return store, scan
+
+    def refuse_another_sweep(self, spec: specs.Spec) -> specs.Spec | None:
+        """The spec the folder holds (None if none), or SpecError if it is another sweep than
+        `spec` or one that `spec` does not grow."""
+        old = self.saved_spec()
         if old is not None:
             diff = spec_differences(old, spec)
             if diff:
                 raise specs.SpecError(
-                    f"{store.out} already holds results of a different sweep ("
+                    f"{self.out} already holds results of a different sweep ("
                     + "; ".join(diff)
-                    + f"); {GROWTH}. Refusing to mix them: use another --out, or delete {store.out} to start over"
+                    + f"); {GROWTH}. Refusing to mix them: use another --out, or delete {self.out} to start over"
                 )
-        store.make_writable()
-        (store.out / PARTS_INDEX).unlink(missing_ok=True)  # the parts this run writes may change what it names
-        if old is None or old.to_dict() != spec.to_dict():
-            atomic_write_bytes(store.out / SPEC_FILE, tomli_w.dumps(spec.to_dict()).encode())
-        if old is not None and fingerprint.settings_of(old) != fingerprint.settings_of(spec):
-            # grown: the tables are the smaller sweep's (its parts stay), written again at the end
+        return old
+
+    def _take(self, spec: specs.Spec, old: specs.Spec | None, *, stale_tables: bool = False) -> None:
+        """Make the folder `spec`'s, which holds `old` (refuse_another_sweep): its spec written,
+        the tables of a smaller sweep that `spec` grows (or `stale_tables`) removed."""
+        self.make_writable()
+        (self.out / PARTS_INDEX).unlink(missing_ok=True)  # the parts this run writes may change what it names
+        if stale_tables or (old is not None and fingerprint.settings_of(old) != fingerprint.settings_of(spec)):
+            # grown: the tables are the smaller sweep's (its parts stay), written again at the end.
+            # Removed before the spec is written: a crash between the two never leaves the
+            # bigger sweep's spec beside the smaller sweep's tables.
             for name in (HISTORY_FILE, SUMMARY_FILE, STATS_FILE):
-                (store.out / name).unlink(missing_ok=True)
-        record = store.parts / f"settings-{fingerprint.of(spec)['settings']}.json"
+                (self.out / name).unlink(missing_ok=True)
+        if old is None or old.to_dict() != spec.to_dict():
+            atomic_write_bytes(self.out / SPEC_FILE, tomli_w.dumps(spec.to_dict()).encode())
+        record = self.parts / f"settings-{fingerprint.of(spec)['settings']}.json"
         if not record.is_file():
             atomic_write_bytes(record, json.dumps(fingerprint.settings_of(spec), indent=1).encode())
-        return store
 
     # -- writing --------------------------------------------------------------------
     def make_writable(self) -> None:
@@ -281,7 +325,7 @@ class Store:
         history = {m: np.full((plan.n_runs, len(steps)), np.nan, dtype) for m in plan.logged}
         diverged_step = np.full(plan.n_runs, -1, np.int64)
         params = KeptParams()
-        for part in scan.parts:  # a run in two parts (a chunk redone) has the same values in both
+        for part in scan.parts:  # a run in two parts: the last one's values, metrics and parameters alike
             for name, values in part.history.items():
                 history[name][part.run_ids] = values
             diverged_step[part.run_ids] = part.diverged_step
@@ -300,15 +344,21 @@ class Store:
     def tidy(self, scan: Scan) -> None:
         """Once every run is in: move damaged parts to parts/damaged/ and parts of other
         inputs (recomputed) to parts/superseded/, and remove temporary files left by dead
-        processes of this host. Part names are plain names inside parts/ (PART_NAME)."""
-        for kind, names in (("damaged", scan.damaged), ("foreign", scan.foreign)):
-            for name in names:
-                if PART_NAME.fullmatch(name) and (self.parts / name).is_file():
-                    (self.parts / ASIDE[kind]).mkdir(exist_ok=True)
-                    os.replace(self.parts / name, self.parts / ASIDE[kind] / f"{name}.{time.time_ns()}")
+        processes of this host."""
+        self.set_aside(scan.damaged, "damaged")
+        self.set_aside(scan.foreign, "foreign")
         for tmp in self.parts.glob(".*.tmp"):
             if left_by_dead_process(tmp):
                 tmp.unlink(missing_ok=True)
+
+    def set_aside(self, names, kind: str) -> None:
+        """Move the parts `names` of `kind` ("damaged", "foreign") into their folder of
+        parts/ (ASIDE), where no scan reads them. Part names are plain names inside parts/
+        (PART_NAME)."""
+        for name in names:
+            if PART_NAME.fullmatch(name) and (self.parts / name).is_file():
+                (self.parts / ASIDE[kind]).mkdir(exist_ok=True)
+                os.replace(self.parts / name, self.parts / ASIDE[kind] / f"{name}.{time.time_ns()}")
 
 
 def _bad_entry(line: str) -> str | None:

@@ -1071,8 +1071,11 @@ def _resolve_given(settings, flat, inline_arrays, base) -> given.GivenData | Non
     return arrays
 
 
-def load(spec, overrides=None) -> Spec:
-    """Read, override, expand and validate a spec (a TOML path or a dict)."""
+def load(spec, overrides=None, *, read_data: bool = True) -> Spec:
+    """Read, override, expand and validate a spec (a TOML path or a dict). Without
+    `read_data`, given data (`file`, `inline`) are neither read nor checked and `given` is
+    None: for a resolved spec (it holds the data.n, data.n_test and data.d they set) of
+    which only the tables are used, as by a finished folder's figures."""
     if isinstance(spec, Spec):
         spec = spec.to_dict()
     base = None  # where relative data paths start
@@ -1123,7 +1126,7 @@ def load(spec, overrides=None) -> Spec:
     derived = _resolve_derived(exprs, variables)
     zipped = _resolve_zip(zip_raw, settings, variables)
     design = _resolve_design(design_raw, flat, raw_vars if isinstance(raw_vars, dict) else {}, zipped)
-    arrays = _resolve_given(settings, flat, inline_arrays, base)
+    arrays = _resolve_given(settings, flat, inline_arrays, base) if read_data else None
     seeds = _resolve_seeds(flat.get("seeds", DEFAULT_SEEDS))
     _check_combinations(settings, metric_names)
     _check_stop_when(settings, metric_names, derived)
