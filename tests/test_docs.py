@@ -1,6 +1,6 @@
 """The README's settings and components tables are the ones generated from the code, CI
-runs its set-up commands as written, and its examples (Python, TOML, `--set`) run as
-written."""
+runs its set-up commands as written, and its examples (Python, TOML, `--set`) and the
+columns it names are the real ones."""
 
 import importlib.util
 import re
@@ -9,7 +9,9 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from conftest import make_spec
 
+import jaxgd
 from jaxgd.front import docs
 from jaxgd.sweep import plan as planning
 from jaxgd.sweep import spec as specs
@@ -97,4 +99,24 @@ def test_the_readme_set_examples_are_shell_words_of_toml_values():
         words = shlex.split(example)
         assert len(words) % 2 == 0 and words[::2] == ["--set"] * (len(words) // 2), example
         assert specs.parse_overrides(words[1::2])
+
+
+def quoted_columns(text: str) -> list[str]:
+    """The column names quoted in `text`, less the settings it names."""
+    return [name for name in re.findall(r"`([a-z_<>]+)`", text) if name not in specs.schema()]
+
+
+def test_the_columns_the_readme_names_are_the_tables_in_their_order():
+    spec = make_spec(metrics=["train_loss"], summary_steps=[20], vars={"c": [1.0, 2.0]},
+                     model={"width": [4, 8]}, optimizer={"lr": {"expr": "c / 10"}},
+                     measure={"escape_metric": "train_loss"}, engine={"stop_when": "train_loss < 1e-8"})
+    results = jaxgd.run(spec, progress=False)
+    _, history, summary = re.split(r"^- `(?:history|summary)`:", section("## Results").split("\n- `--out DIR`")[0],
+                                   flags=re.MULTILINE)
+    fill = {"<metric>": "train_loss", "<step>": "20"}
+    for text, table in ((history, results.history), (summary, results.summary)):
+        named = [re.sub("|".join(fill), lambda m: fill[m[0]], name) for name in quoted_columns(text)]
+        assert named and set(named) <= set(table.columns), set(named) - set(table.columns)
+        assert sorted(named, key=list(table.columns).index) == named
+    assert {"width", "c", "lr"} <= set(results.summary.columns)  # swept setting, var, derived setting
 
