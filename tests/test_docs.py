@@ -1,6 +1,6 @@
 """The README's settings and components tables are the ones generated from the code, CI
-runs its set-up commands as written, and its examples (Python, TOML, `--set`) and the
-columns it names are the real ones."""
+runs its set-up commands as written, and its examples (Python, TOML, `--set`), the columns
+it names and the modules of its layout are the real ones."""
 
 import importlib.util
 import re
@@ -120,3 +120,10 @@ def test_the_columns_the_readme_names_are_the_tables_in_their_order():
         assert sorted(named, key=list(table.columns).index) == named
     assert {"width", "c", "lr"} <= set(results.summary.columns)  # swept setting, var, derived setting
 
+
+def test_the_layout_names_every_module():
+    layout = section("## Layout")
+    modules = [path.relative_to(ROOT) for path in (ROOT / "jaxgd").rglob("*.py")
+               if path.name not in ("__init__.py", "__main__.py")]
+    missing = [str(m) for m in modules if f"`{m.name}`" not in layout and f"`{m.as_posix()}`" not in layout]
+    assert not missing, f"README's Layout does not name {missing}"
