@@ -175,6 +175,17 @@ def test_the_edge_command_writes_its_table_and_says_what_it_saved(tmp_path, caps
     assert "where a dense grid at that resolution takes 18" in capsys.readouterr().err
 
 
+def test_an_edge_where_even_the_smallest_value_fails_is_drawn(tmp_path):
+    """Every boundary NaN: edge.png once ended the command with matplotlib's 'Data cannot be
+    log-scaled because all values are <= 0', after edge.parquet was written."""
+    spec = tmp_path / "tiny.toml"
+    spec.write_text(tomli_w.dumps(make_spec(optimizer={"lr": [0.01, 100.0]})))
+    assert cli.main(["edge", str(spec), "--axis", "optimizer.lr", "--criterion", "final_train_loss < 1e-30",
+                     "--quiet", "--out", str(tmp_path / "e")]) == 0
+    assert pd.read_parquet(tmp_path / "e" / "edge.parquet").boundary.isna().all()
+    assert (tmp_path / "e" / "edge.png").stat().st_size > 0
+
+
 DESIGN = dict(design="sobol", samples=8, model={"width": [4, 8]}, engine={"chunk_size": 2},
               vars={"c": {"logspace": [-1, 0, 3]}}, optimizer={"lr": {"expr": "c * 0.5"}},
               data={"noise": {"linspace": [0.0, 0.2, 3]}})

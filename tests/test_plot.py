@@ -83,6 +83,30 @@ def test_lines_of_summary_columns_against_a_setting():
         plot.lines(table, "width", ["nope"])
 
 
+def test_lines_of_many_step_sizes_take_a_colour_bar_and_a_legend_of_the_columns():
+    """The README's `jaxgd.lines(..., hue="lr")` on the quickstart's 24 step sizes: a legend of
+    48 entries covered the plot (and left no room for the axes); a colour bar names the hue."""
+    lrs = np.logspace(-4, 1, 24)
+    table = pd.DataFrame([{"width": w, "lr": lr, "seed": s, "final_train_loss": lr / w, "final_test_loss": 2 * lr / w}
+                          for w in (4, 64, 512) for lr in lrs for s in range(2)])
+    fig = plot.lines(table, "width", ["final_train_loss", "final_test_loss"], hue="lr", overlay=["0.01 * width"])
+    ax, colour_bar = fig.axes
+    assert colour_bar.get_ylabel() == "lr" and colour_bar.get_yscale() == "log"
+    legend = [text.get_text() for text in ax.get_legend().get_texts()]
+    assert legend == ["final_train_loss", "final_test_loss", "0.01 * width"]
+    assert len([line for line in ax.get_lines() if line.get_linestyle() == "-"]) == 24
+
+
+def test_hue_values_are_labelled_as_written_not_as_their_binary_float():
+    table = summary_table().assign(lr=lambda t: t.lr * 1.1)  # 0.1 * 1.1 prints as 0.11000000000000001
+    legend = plot.lines(table, "width", ["final_train_loss"], hue="lr").axes[0].get_legend()
+    assert [text.get_text() for text in legend.get_texts()] == [
+        f"final_train_loss, lr = {lr}" for lr in ("0.0011", "0.011", "0.11", "1.1")]
+    history = pd.DataFrame({"step": [0, 10] * 2, "lr": [0.1 * 1.1] * 2 + [0.2] * 2, "train_loss": 1.0})
+    legend = plot.curves(history, "train_loss", hue="lr").axes[0].get_legend()
+    assert [text.get_text() for text in legend.get_texts()] == ["lr = 0.11", "lr = 0.2"]
+
+
 def test_lines_draw_an_overlay_that_reads_the_hue_once_per_value_in_its_colour_under_its_label():
     law = {"expr": "0.1 * width / lr", "label": "a law"}
     fig = plot.lines(summary_table(), "width", ["final_train_loss"], hue="lr", overlay=[law])

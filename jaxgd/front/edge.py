@@ -211,7 +211,8 @@ def figure(table: pd.DataFrame, x: str | None = None, ax=None) -> Figure:
         return fig
     if pd.api.types.is_numeric_dtype(table[x]) and (table[x] > 0).all() and table[x].nunique() > 2:
         ax.set_xscale("log")
-    ax.set_yscale("log")
+    if table.boundary.notna().any():  # none where even the range's smallest value fails: no log axis to draw
+        ax.set_yscale("log")
     ax.set_xlabel(x)
     ax.set_ylabel(f"largest {stats['column']} ({stats['criterion']})")
     ax.set_title(f"edge: median over seeds, band min-max ({stats['runs']:,} runs)", fontsize=9)

@@ -13,6 +13,7 @@ import pandas as pd
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import ListedColormap, LogNorm, Normalize
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
 
 from jaxgd.storage import files
@@ -24,6 +25,7 @@ BAND_ALPHA = 0.2
 DIVERGED_HATCH = "xx"  # diverged cells stay apart from the colour map in greyscale
 # Theory lines: black, one dash pattern each, so they read in greyscale and over any colour.
 THEORY_STYLES = ["--", ":", "-.", (0, (5, 1, 1, 1, 1, 1))]
+MANY_HUES = 6  # more lines of a numeric hue than this: a colour bar reads better than a legend
 
 
 class NotSwept(ValueError):
@@ -145,10 +147,8 @@ def curves(history: pd.DataFrame, metric: str, hue: str | None = None, *, logy: 
     fig = Figure(figsize=(7, 4.5), layout="constrained")
     ax = fig.add_subplot()
     groups = list(history.groupby(hue)) if hue else [(None, history)]
-    numeric_hue = hue is not None and _is_numeric([v for v, _ in groups])
-    hue_values = np.array([v for v, _ in groups], dtype=float) if numeric_hue else None
-    log_hue = numeric_hue and is_log_spaced(hue_values)
-    norm = (LogNorm if log_hue else Normalize)(hue_values.min(), hue_values.max()) if numeric_hue else None
+    norm = _hue_norm(hue, [v for v, _ in groups])
+    numeric_hue = norm is not None
     cmap = matplotlib.colormaps["viridis"]
     per_hue = hue is not None and any(hue in _names(text) for text in reference)
     theory = []
@@ -157,7 +157,7 @@ def curves(history: pd.DataFrame, metric: str, hue: str | None = None, *, logy: 
         xs = by_step[x].median().to_numpy()  # the step itself, or the median x at each step (e.g. online time)
         color = cmap(norm(value)) if numeric_hue else cmap(i / max(len(groups) - 1, 1))
         _line_and_band(ax, xs, by_step[metric], "median", color=color,
-                       label=None if hue is None else f"{hue} = {value}")
+                       label=None if hue is None else f"{hue} = {_format(value)}")
         if per_hue or i == 0:  # a line that does not read the hue is the same for every value of it
             theory += theory_lines(ax, reference, rows, x, by="step", color=color if per_hue else "black",
                                    labelled=i == 0)
@@ -165,7 +165,7 @@ def curves(history: pd.DataFrame, metric: str, hue: str | None = None, *, logy: 
         ax.set_yscale("log")
     ax.set_xlabel(x)
     ax.set_ylabel(f"median {metric} (band: interquartile range)")
-    colour_bar = numeric_hue and len(groups) > 6  # many lines: a colour bar reads better than a legend
+    colour_bar = numeric_hue and len(groups) > MANY_HUES
     if colour_bar:
         fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, label=hue)
     if hue and not colour_bar:
@@ -174,6 +174,15 @@ def curves(history: pd.DataFrame, metric: str, hue: str | None = None, *, logy: 
         ax.legend(handles=theory[: len(reference)], fontsize="small")  # the labelled ones, drawn first
     ax.set_title(title or f"{metric} against {x}" + (f" by {hue}" if hue else "") + _selection(select))
     return fig
+
+
+def _hue_norm(hue: str | None, values) -> Normalize | None:
+    """The colour scale of a numeric hue's values (logarithmic where they are log-spaced);
+    None for no hue or one that is not numeric."""
+    if hue is None or not _is_numeric(values):
+        return None
+    values = np.asarray(values, dtype=float)
+    return (LogNorm if is_log_spaced(values) else Normalize)(values.min(), values.max())
 
 
 def _format(value) -> str:
@@ -242,14 +251,16 @@ def lines(summary: pd.DataFrame, x: str, y: list[str], hue: str | None = None, r
     fig = Figure(figsize=(7, 4.5), layout="constrained")
     ax = fig.add_subplot()
     groups = list(table.groupby(hue)) if hue else [(None, table)]
+    norm = _hue_norm(hue, [v for v, _ in groups])
+    colour_bar = norm is not None and len(groups) > MANY_HUES  # the legend then names the columns alone
     cmap = matplotlib.colormaps["viridis"] if len(groups) > 2 else matplotlib.colormaps["tab10"]
     styles = ["-", "--", ":", "-."]
     per_hue = hue is not None and any(hue in _names(text) for text in overlay)
     for i, (value, rows) in enumerate(groups):
-        color = cmap(i / max(len(groups) - 1, 1)) if len(groups) > 2 else cmap(i)
+        color = cmap(norm(value)) if colour_bar else cmap(i / max(len(groups) - 1, 1)) if len(groups) > 2 else cmap(i)
         for j, column in enumerate(y):
             by_x = rows.groupby(x)[column]
-            label = column + ("" if hue is None else f", {hue} = {value}")
+            label = None if colour_bar else column + ("" if hue is None else f", {hue} = {_format(value)}")
             _line_and_band(ax, list(by_x.groups), by_x, reduce, linestyle=styles[j % len(styles)], marker="o", ms=3,
                            color=color, label=label)
         if per_hue:
@@ -262,7 +273,13 @@ def lines(summary: pd.DataFrame, x: str, y: list[str], hue: str | None = None, r
         theory_lines(ax, overlay, table, x)
     ax.set_xlabel(x)
     ax.set_ylabel(f"{reduce} over seeds (band: interquartile range)")
-    ax.legend(fontsize="small")
+    if colour_bar:
+        fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, label=hue)
+        columns = [Line2D([], [], color="grey", linestyle=styles[j % len(styles)], marker="o", ms=3, label=column)
+                   for j, column in enumerate(y)]
+        ax.legend(handles=columns + ax.get_legend_handles_labels()[0], fontsize="small")  # then the theory lines
+    else:
+        ax.legend(fontsize="small")
     ax.set_title(title or f"{', '.join(y)} against {x}" + _selection(select))
     return fig
 
