@@ -170,6 +170,21 @@ def test_quickstart_with_other_widths_draws_the_figures_that_still_apply(tmp_pat
     assert status == 0 and "warning" not in err
 
 
+def test_quickstart_with_one_step_size_skips_the_figures_drawn_against_it(tmp_path, capsys):
+    """--set optimizer.lr=0.05 leaves the quickstart's figures against lr nothing to draw:
+    they are skipped with a warning saying why, and the sweep runs (it was refused)."""
+    out = tmp_path / "one_lr"
+    status, _, err = run_cli(capsys, "run", ROOT / "sweeps" / "quickstart.toml", "--out", out,
+                             "--set", "optimizer.lr=0.05", "--set", "steps=20", "--set", "seeds=1", "--quiet")
+    assert status == 0, err
+    assert err.splitlines()[:2] == [
+        "jaxgd: warning: skipping a phase_diagram figure: plot.phase_diagram.y names lr, which an override sets "
+        "to one value (optimizer.lr = 0.05)",
+        "jaxgd: warning: skipping a curves figure: plot.curves.hue names lr, which an override sets to one value "
+        "(optimizer.lr = 0.05)"]
+    assert len(pd.read_parquet(out / "summary.parquet")) == 8 and not list(out.glob("*.png"))
+
+
 def test_plot_draws_curves_and_lines_with_a_selection(finished, capsys):
     status, _, err = run_cli(capsys, "plot", finished, "curves", "--metric", "train_loss", "--hue", "lr",
                              "--select", "width=8")

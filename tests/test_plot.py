@@ -240,3 +240,22 @@ PHASE = {"x": "width", "y": "lr", "value": "final_train_loss"}
 def test_bad_figure_names_and_columns_are_refused_before_running(no_compile, entry, message):
     with pytest.raises(jaxgd.SpecError, match=message):
         jaxgd.load_spec(make_spec(model={"width": [4, 8]}, optimizer={"lr": [0.1, 0.2]}, plot=entry))
+
+
+def test_only_an_override_makes_a_figure_against_an_unswept_setting_a_skip(no_compile):
+    """Written unswept, a figure's axis is a mistake (refused); set to one value by an
+    override, the figure has nothing to draw and is left out with a warning, the others kept."""
+    plot = {"phase_diagram": PHASE, "lines": {"x": "width", "y": "final_train_loss", "overlay": ["2 / lr"]}}
+    spec = make_spec(model={"width": [4, 8]}, optimizer={"lr": 0.1}, plot=plot)
+    with pytest.raises(jaxgd.SpecError, match=r"plot\.phase_diagram\.y: got 'lr'; expected a swept setting"):
+        jaxgd.load_spec(spec)
+    swept = make_spec(spec, optimizer={"lr": [0.1, 0.2]})
+    with pytest.warns(UserWarning) as caught:
+        loaded = jaxgd.load_spec(swept, overrides={"optimizer.lr": 0.3})
+    assert [str(w.message) for w in caught] == [
+        "skipping a phase_diagram figure: plot.phase_diagram.y names lr, which an override sets to one value "
+        "(optimizer.lr = 0.3)",
+        "skipping a lines figure: plot.lines.overlay: '2 / lr' reads lr, which an override sets to one value "
+        "(optimizer.lr = 0.3)"]
+    assert loaded.plot == {"phase_diagram": [], "curves": [], "lines": []}
+    assert len(jaxgd.load_spec(swept, overrides={"model.width": [4, 8, 16]}).plot["lines"]) == 1

@@ -18,6 +18,7 @@ import argparse
 import gc
 import os
 import sys
+import warnings
 from functools import partial
 from pathlib import Path
 
@@ -320,7 +321,9 @@ def _message(err: BaseException) -> str:
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
     try:
-        args.handler(args)
+        with warnings.catch_warnings():  # restores showwarning
+            warnings.showwarning = _show_warning(warnings.showwarning)
+            args.handler(args)
     except BrokenPipeError:  # the reader stopped early (`jaxgd settings | head`): nothing to report
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
@@ -330,6 +333,17 @@ def main(argv=None) -> int:
         print(f"jaxgd: error: {_message(err)}", file=sys.stderr)
         return 2
     return 0
+
+
+def _show_warning(show_others):
+    """Warnings of jaxgd's own code in the form of its errors, one line each (others as Python shows them)."""
+    package = str(Path(__file__).resolve().parents[1])
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if not str(filename).startswith(package):
+            return show_others(message, category, filename, lineno, file, line)
+        print(f"jaxgd: warning: {message}", file=sys.stderr)
+    return show
 
 
 def command() -> None:

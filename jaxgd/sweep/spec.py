@@ -17,6 +17,7 @@ import itertools
 import json
 import math
 import tomllib
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -917,8 +918,17 @@ def _is_theory(value) -> bool:
     return isinstance(value, (str, int, float)) and not isinstance(value, bool)
 
 
-def _resolve_plot(raw, settings, spec_columns, metric_names) -> dict[str, list[dict]]:
+class _SetByOverride(Exception):
+    """A figure names a setting that an override set to one value: it is skipped."""
+
+
+def _resolve_plot(raw, settings, spec_columns, metric_names, overridden=()) -> dict[str, list[dict]]:
+    """The [plot] tables checked and completed. A figure whose axis, hue or selection
+    names a setting that an override (`overridden`: their keys) set to one value is
+    skipped with a warning (--set optimizer.lr=0.05 on a sweep drawn against lr)."""
     summary_steps = settings["summary_steps"]
+    set_once = {name: key for key in overridden if key in settings and not isinstance(settings[key], list)
+                for name in (key, key.rpartition(".")[2])}
     raw = raw or {}
     if not isinstance(raw, dict):
         raise SpecError(f"[plot] must be a table, got {raw!r}")
@@ -950,6 +960,9 @@ def _resolve_plot(raw, settings, spec_columns, metric_names) -> dict[str, list[d
         return resolved
 
     def axis(kind, key, value):
+        if isinstance(value, str) and value not in by_column and value in set_once:
+            raise _SetByOverride(f"plot.{kind}.{key} names {value}, which an override sets to one value "
+                                 f"({set_once[value]} = {settings[set_once[value]]!r})")
         if not isinstance(value, str) or value not in by_column:
             raise SpecError(
                 f"plot.{kind}.{key}: got {value!r}; expected a swept setting: "
@@ -978,6 +991,10 @@ def _resolve_plot(raw, settings, spec_columns, metric_names) -> dict[str, list[d
         texts = [t if isinstance(t, dict) else str(t) for t in texts]
         for text, _ in map(expressions.expression_and_label, texts):
             unknown = expressions.names(expressions.parse(text, f"plot.{kind}.{key}")) - set(columns)
+            if unknown & set(set_once):
+                name = min(unknown & set(set_once))
+                raise _SetByOverride(f"plot.{kind}.{key}: {text!r} reads {name}, which an override sets to one value "
+                                     f"({set_once[name]} = {settings[set_once[name]]!r})")
             if unknown:
                 raise SpecError(f"plot.{kind}.{key}: {text!r} reads {', '.join(sorted(unknown))}; an expression may read "
                                 f"{', '.join(columns)}")
@@ -991,8 +1008,20 @@ def _resolve_plot(raw, settings, spec_columns, metric_names) -> dict[str, list[d
         if entry["hue"] is not None:
             entry["hue"] = axis(kind, "hue", entry["hue"])
 
-    phases = entries("phase_diagram", PHASE_KEYS)
-    for p in phases:
+    def kept(kind, allowed, check):
+        """The entries of `kind` that `check` completes, less those it skips (_SetByOverride)."""
+        complete = []
+        for entry in entries(kind, allowed):
+            try:
+                check(entry)
+            except _SetByOverride as reason:
+                warnings.warn(f"skipping {'figure ' + entry['file'] if entry['file'] else 'a ' + kind + ' figure'}: {reason}",
+                              stacklevel=2)
+                continue
+            complete.append(entry)
+        return complete
+
+    def check_phase(p):
         check_select("phase_diagram", p)
         p["x"], p["y"] = axis("phase_diagram", "x", p["x"]), axis("phase_diagram", "y", p["y"])
         if p["x"] == p["y"]:
@@ -1003,8 +1032,8 @@ def _resolve_plot(raw, settings, spec_columns, metric_names) -> dict[str, list[d
             raise SpecError(f"plot.phase_diagram.reduce: got {p['reduce']!r}; expected one of {', '.join(REDUCERS)}")
         check_theory("phase_diagram", "overlay", p, [*spec_columns.values(), *summary_columns])
         p["file"] = p["file"] or f"phase_{p['value']}_{p['x']}_{p['y']}.png"
-    curves = entries("curves", CURVE_KEYS)
-    for c in curves:
+
+    def check_curve(c):
         if c["metric"] not in metric_names:
             raise SpecError(f"plot.curves.metric: got {c['metric']!r}; expected one of the spec's metrics: {', '.join(metric_names)}")
         check_lines("curves", c)
@@ -1012,8 +1041,8 @@ def _resolve_plot(raw, settings, spec_columns, metric_names) -> dict[str, list[d
             raise SpecError(f"plot.curves.x: got {c['x']!r}; expected 'step' or one of the spec's metrics: {', '.join(metric_names)}")
         check_theory("curves", "reference", c, ["step", *spec_columns.values(), *metric_names])
         c["file"] = c["file"] or f"curves_{c['metric']}.png"
-    line_plots = entries("lines", LINE_KEYS)
-    for entry in line_plots:
+
+    def check_line(entry):
         entry["x"] = axis("lines", "x", entry["x"])
         entry["y"] = [entry["y"]] if isinstance(entry["y"], str) else entry["y"]
         if not isinstance(entry["y"], list) or not entry["y"]:
@@ -1027,6 +1056,10 @@ def _resolve_plot(raw, settings, spec_columns, metric_names) -> dict[str, list[d
         check_lines("lines", entry)
         check_theory("lines", "overlay", entry, [*spec_columns.values(), *summary_columns])
         entry["file"] = entry["file"] or f"lines_{'_'.join(entry['y'])}_{entry['x']}.png"
+
+    phases = kept("phase_diagram", PHASE_KEYS, check_phase)
+    curves = kept("curves", CURVE_KEYS, check_curve)
+    line_plots = kept("lines", LINE_KEYS, check_line)
     _check_figure_files([(kind, entry) for kind, entries in (("phase_diagram", phases), ("curves", curves),
                                                             ("lines", line_plots)) for entry in entries])
     return {"phase_diagram": phases, "curves": curves, "lines": line_plots}
@@ -1101,7 +1134,8 @@ def load(spec, overrides=None, *, read_data: bool = True) -> Spec:
     design_raw = {k: flat.pop(k) for k in DESIGN_KEYS if k in flat}
     zip_raw = flat.pop("zip", [])
     inline_arrays = {k: flat.pop(f"data.{k}") for k in given.ARRAY_NAMES if f"data.{k}" in flat}
-    for key, value in parse_overrides(overrides).items():
+    overridden = parse_overrides(overrides)
+    for key, value in overridden.items():
         if key in ("plot", "plugins") or key.startswith("plot."):
             raise SpecError(f"override {key!r}: {key.partition('.')[0]} cannot be overridden; edit the spec")
         if key.startswith(VAR_PREFIX):  # --set vars.c=[0.5, 1]
@@ -1134,7 +1168,7 @@ def load(spec, overrides=None, *, read_data: bool = True) -> Spec:
         plugins.check_shapes(settings)
     resolved = Spec(settings=settings, seeds=seeds, metrics=metric_names, plot={}, given=arrays, plugins=plugin_names,
                     vars=variables, derived=derived, zip=zipped, design=design)
-    plot = _resolve_plot(plot_raw, settings, resolved.columns, metric_names)
+    plot = _resolve_plot(plot_raw, settings, resolved.columns, metric_names, overridden)
     return dataclasses.replace(resolved, plot=plot)
 
 
