@@ -381,7 +381,7 @@ def report_damaged(scan: Scan, file=None) -> None:
     for line in scan.bad_lines:
         print(f"jaxgd: ignoring a manifest line, {line}", file=file)
     for name, why in sorted(scan.damaged.items()):
-        print(f"jaxgd: part {name} is damaged, {why}; its runs will be run again", file=file)
+        print(f"jaxgd: part {name} cannot be used ({why}); its runs will be run again", file=file)
 
 
 def run_points(plan: planning.Plan, run_ids) -> dict[str, np.ndarray]:
