@@ -20,6 +20,7 @@ _EXPORTS = {
     "lines": ("jaxgd.front.plot", "lines"),
     "Results": ("jaxgd.storage.results", "Results"),
     "SpecError": ("jaxgd.errors", "SpecError"),
+    "FigureSkipped": ("jaxgd.errors", "FigureSkipped"),
     "load_spec": ("jaxgd.sweep.spec", "load"),
     "use_all_cores": ("jaxgd.engine.host", "use_all_cores"),
     # registration of a user's components (see jaxgd.science.registry)

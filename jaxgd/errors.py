@@ -8,3 +8,7 @@ class SizeError(MemoryError):
 
 class IncompleteError(ValueError):
     """The folder does not hold every run of its sweep (yet)."""
+
+
+class FigureSkipped(UserWarning):
+    """A figure of the spec is left out: it has nothing to draw (say, after an override)."""

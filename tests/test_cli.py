@@ -183,6 +183,9 @@ def test_quickstart_with_one_step_size_skips_the_figures_drawn_against_it(tmp_pa
         "jaxgd: warning: skipping a curves figure: plot.curves.hue names lr, which an override sets to one value "
         "(optimizer.lr = 0.05)"]
     assert len(pd.read_parquet(out / "summary.parquet")) == 8 and not list(out.glob("*.png"))
+    status, _, err = run_cli(capsys, "run", ROOT / "sweeps" / "quickstart.toml", "--out", out, "--no-plots",
+                             "--set", "optimizer.lr=0.05", "--set", "steps=20", "--set", "seeds=1", "--quiet")
+    assert status == 0 and "warning" not in err
 
 
 def test_plot_draws_curves_and_lines_with_a_selection(finished, capsys):

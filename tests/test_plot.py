@@ -250,7 +250,7 @@ def test_only_an_override_makes_a_figure_against_an_unswept_setting_a_skip(no_co
     with pytest.raises(jaxgd.SpecError, match=r"plot\.phase_diagram\.y: got 'lr'; expected a swept setting"):
         jaxgd.load_spec(spec)
     swept = make_spec(spec, optimizer={"lr": [0.1, 0.2]})
-    with pytest.warns(UserWarning) as caught:
+    with pytest.warns(jaxgd.FigureSkipped) as caught:
         loaded = jaxgd.load_spec(swept, overrides={"optimizer.lr": 0.3})
     assert [str(w.message) for w in caught] == [
         "skipping a phase_diagram figure: plot.phase_diagram.y names lr, which an override sets to one value "

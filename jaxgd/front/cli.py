@@ -23,7 +23,7 @@ from functools import partial
 from pathlib import Path
 
 from jaxgd import __version__
-from jaxgd.errors import SizeError
+from jaxgd.errors import FigureSkipped, SizeError
 
 # Each command imports what it needs (JAX, pandas, matplotlib) when it runs, so that
 # `jaxgd --help` and `jaxgd run --help` answer at once.
@@ -323,6 +323,8 @@ def main(argv=None) -> int:
     try:
         with warnings.catch_warnings():  # restores showwarning
             warnings.showwarning = _show_warning(warnings.showwarning)
+            if getattr(args, "no_plots", False):  # no figures: none to say are skipped
+                warnings.simplefilter("ignore", FigureSkipped)
             args.handler(args)
     except BrokenPipeError:  # the reader stopped early (`jaxgd settings | head`): nothing to report
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxgd.errors import SpecError
+from jaxgd.errors import FigureSkipped, SpecError
 
 # Importing losses and metrics registers the built-in losses and metrics.
 from jaxgd.science import data, given, losses, metrics, models, optim, registry  # noqa: F401
@@ -1016,7 +1016,7 @@ def _resolve_plot(raw, settings, spec_columns, metric_names, overridden=()) -> d
                 check(entry)
             except _SetByOverride as reason:
                 warnings.warn(f"skipping {'figure ' + entry['file'] if entry['file'] else 'a ' + kind + ' figure'}: {reason}",
-                              stacklevel=2)
+                              FigureSkipped, stacklevel=2)
                 continue
             complete.append(entry)
         return complete
