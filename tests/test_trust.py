@@ -91,6 +91,18 @@ def test_malformed_manifest_lines_are_reported_and_ignored(done, capsys):
     assert outside.read_bytes() == b"not mine" and (done / "history.parquet").is_file()
 
 
+def test_part_files_no_manifest_line_names_are_said_to_be_left_unread(done, capsys):
+    """A part is trusted by its manifest line alone: with the manifest deleted, a resume
+    runs every run again, and now says why (it did so silently)."""
+    for manifest in (done / "parts").glob("manifest-*.jsonl"):
+        manifest.unlink()
+    assert cli.main(["run", "--resume", "--no-plots", "--quiet", "--out", str(done)]) == 0
+    err = capsys.readouterr().err
+    assert "jaxgd: 4 part file(s) in parts/ that no manifest line names are not read (r000000000-n1-" in err
+    assert "runs held only there will be run again" in err
+    assert json.loads((done / "stats.json").read_text())["runs_done"] == 4
+
+
 def sleeper():
     return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
 

@@ -129,6 +129,7 @@ class Scan:
     damaged: dict[str, str]  # part name -> why
     foreign: dict[str, list[str]] = dataclasses.field(default_factory=dict)  # part -> what differs from this sweep
     bad_lines: list[str] = dataclasses.field(default_factory=list)  # manifest lines ignored, and why
+    unlisted: list[str] = dataclasses.field(default_factory=list)  # part files no manifest line names: not read
 
     @property
     def n_finished(self) -> int:
@@ -279,7 +280,10 @@ class Store:
                 continue
             parts.append(part)
             finished[part.run_ids] = True
-        return Scan(parts=parts, finished=finished, damaged=damaged, foreign=foreign, bad_lines=bad_lines)
+        unlisted = sorted(path.name for path in self.parts.glob("*.npz")
+                          if PART_NAME.fullmatch(path.name) and path.name not in manifest)
+        return Scan(parts=parts, finished=finished, damaged=damaged, foreign=foreign, bad_lines=bad_lines,
+                    unlisted=unlisted)
 
     def _differences(self, theirs: dict, spec: specs.Spec, mine: dict) -> list[str]:
         if not theirs:
@@ -382,6 +386,10 @@ def report_damaged(scan: Scan, file=None) -> None:
         print(f"jaxgd: ignoring a manifest line, {line}", file=file)
     for name, why in sorted(scan.damaged.items()):
         print(f"jaxgd: part {name} cannot be used ({why}); its runs will be run again", file=file)
+    if scan.unlisted:  # a deleted manifest, a part copied in: a part is trusted by its manifest line alone
+        print(f"jaxgd: {len(scan.unlisted)} part file(s) in {PARTS}/ that no manifest line names are not read "
+              f"({', '.join(scan.unlisted[:3])}{', ...' if len(scan.unlisted) > 3 else ''}); runs held only "
+              f"there will be run again", file=file)
 
 
 def run_points(plan: planning.Plan, run_ids) -> dict[str, np.ndarray]:
