@@ -89,6 +89,21 @@ def test_params_survive_a_resume(tmp_path):
         np.testing.assert_array_equal(resumed.params(run_id, 10)["W"], first.params(run_id, 10)["W"])
 
 
+def test_a_spec_toml_listing_save_params_in_another_order_reads_each_step_as_kept(tmp_path):
+    """The parts keep the steps in the loaded spec's order (sorted): a spec.toml that lists
+    them otherwise (edited by hand; it loads as the same sweep) gave another step's layers."""
+    spec = make_spec(steps=10, log_every=5, save_params=[0, 5, 10])
+    kept = jaxgd.run(spec, out=tmp_path, progress=False, plots=False)
+    saved = tmp_path / "spec.toml"
+    listed = re.search(r"save_params = \[[^\]]*\]", saved.read_text()).group(0)
+    saved.write_text(saved.read_text().replace(listed, "save_params = [10, 5, 0]"))
+    loaded = jaxgd.Results.load(tmp_path)
+    assert loaded.spec["save_params"] == [10, 5, 0]
+    for step in (0, 5, 10):
+        np.testing.assert_array_equal(loaded.params(0, step)["W"], kept.params(0, step)["W"])
+    assert not np.array_equal(kept.params(0, 0)["W"], kept.params(0, 10)["W"])
+
+
 # 2 widths (their layers' shapes differ) x 3 step sizes x 2 seeds in chunks of 2: 12 runs in 6 parts
 MANY_PARTS = make_spec(model={"width": [4, 8]}, optimizer={"lr": [0.05, 0.1, 0.2]}, steps=20,
                        save_params=[0, 10, "final"], engine={"chunk_size": 2})

@@ -18,7 +18,7 @@ from jaxgd.errors import IncompleteError
 from jaxgd.storage.files import HISTORY_FILE, SPEC_FILE, STATS_FILE, SUMMARY_FILE, atomic_write
 from jaxgd.storage.parts import PARTS, indexed_params
 from jaxgd.sweep import expressions
-from jaxgd.sweep.steps import FINAL, chosen_step
+from jaxgd.sweep.steps import FINAL, chosen_step, step_numbers
 
 if TYPE_CHECKING:  # reading finished tables imports no JAX: the plan is needed only to assemble parts
     from jaxgd.sweep.plan import Plan
@@ -115,7 +115,8 @@ class Results:
     def params(self, run_id: int, step: int | str) -> dict[str, np.ndarray]:
         """Every layer of run `run_id` after `step` updates, a step of save_params or
         "final" (NaN from the run's divergence on)."""
-        saved = list(self.spec.get("save_params", []))
+        # in the order of the parts (the loaded spec's): a spec.toml may list them otherwise
+        saved = list(step_numbers(self.spec.get("save_params", []), last=self.spec["steps"]))
         if not saved:
             raise ValueError(f'step: got {step!r}; this sweep kept no parameters: set save_params (e.g. [0, "{FINAL}"])')
         at = chosen_step(step, last=self.spec["steps"], allowed=saved, which="at which this sweep kept parameters (save_params)")
