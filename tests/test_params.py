@@ -4,6 +4,7 @@ forward pass."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -89,19 +90,28 @@ def test_params_survive_a_resume(tmp_path):
         np.testing.assert_array_equal(resumed.params(run_id, 10)["W"], first.params(run_id, 10)["W"])
 
 
-def test_a_spec_toml_listing_save_params_in_another_order_reads_each_step_as_kept(tmp_path):
-    """The parts keep the steps in the loaded spec's order (sorted): a spec.toml that lists
-    them otherwise (edited by hand; it loads as the same sweep) gave another step's layers."""
+def test_a_spec_toml_edited_after_the_tables_is_refused_and_its_parts_read_each_step_as_kept(tmp_path):
+    """A spec.toml edited by hand after the tables were written (here save_params listed in
+    another order, which loads as the same sweep) no longer describes them: Results.load
+    says so, and the runs read from the parts (partial=True) give each step's layers as
+    kept (the parts keep them in the loaded spec's order; another step's were returned)."""
     spec = make_spec(steps=10, log_every=5, save_params=[0, 5, 10])
     kept = jaxgd.run(spec, out=tmp_path, progress=False, plots=False)
     saved = tmp_path / "spec.toml"
     listed = re.search(r"save_params = \[[^\]]*\]", saved.read_text()).group(0)
     saved.write_text(saved.read_text().replace(listed, "save_params = [10, 5, 0]"))
-    loaded = jaxgd.Results.load(tmp_path)
-    assert loaded.spec["save_params"] == [10, 5, 0]
+    with pytest.raises(ValueError, match="were written for another spec.toml than the one there now"):
+        jaxgd.Results.load(tmp_path)
+    loaded = jaxgd.Results.load(tmp_path, partial=True)
     for step in (0, 5, 10):
         np.testing.assert_array_equal(loaded.params(0, step)["W"], kept.params(0, step)["W"])
     assert not np.array_equal(kept.params(0, 0)["W"], kept.params(0, 10)["W"])
+    stats = json.loads((tmp_path / "stats.json").read_text())  # an older jaxgd's tables: no spec_sha256
+    (tmp_path / "stats.json").write_text(json.dumps({k: v for k, v in stats.items() if k != "spec_sha256"}))
+    old = jaxgd.Results.load(tmp_path)
+    assert old.spec["save_params"] == [10, 5, 0]
+    for step in (0, 5, 10):
+        np.testing.assert_array_equal(old.params(0, step)["W"], kept.params(0, step)["W"])
 
 
 # 2 widths (their layers' shapes differ) x 3 step sizes x 2 seeds in chunks of 2: 12 runs in 6 parts

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import warnings
 from pathlib import Path
@@ -16,7 +17,7 @@ import tomli_w
 from jaxgd.engine.outputs import KeptParams, Outputs
 from jaxgd.errors import IncompleteError
 from jaxgd.storage.files import HISTORY_FILE, SPEC_FILE, STATS_FILE, SUMMARY_FILE, atomic_write
-from jaxgd.storage.parts import PARTS, indexed_params
+from jaxgd.storage.parts import PARTS, indexed_params, spec_sha256
 from jaxgd.sweep import expressions
 from jaxgd.sweep.steps import FINAL, chosen_step, step_numbers
 
@@ -139,7 +140,9 @@ class Results:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write(out / HISTORY_FILE, lambda p: self.history.to_parquet(p, index=False))
         atomic_write(out / SUMMARY_FILE, lambda p: self.summary.to_parquet(p, index=False))
-        atomic_write(out / SPEC_FILE, lambda p: p.write_text(tomli_w.dumps(self.spec)))
+        spec_bytes = tomli_w.dumps(self.spec).encode()
+        self.stats["spec_sha256"] = hashlib.sha256(spec_bytes).hexdigest()  # whose tables these are: load checks it
+        atomic_write(out / SPEC_FILE, lambda p: p.write_bytes(spec_bytes))
         atomic_write(out / STATS_FILE, lambda p: p.write_text(json.dumps(self.stats, indent=2)))
         return out
 
@@ -173,11 +176,18 @@ class Results:
                 raise ValueError(f"{out / name} cannot be read ({' '.join(str(err).split())}); the tables and "
                                  f"stats.json can be written again from the parts: jaxgd collect {out}") from None
 
+        stats = read(STATS_FILE, lambda path: json.loads(path.read_text()) if path.is_file() else {})
+        if stats.get("spec_sha256", spec_sha256(out)) != spec_sha256(out):  # spec.toml edited or grown since
+            if partial:
+                return cls.finished_so_far(out)
+            raise ValueError(f"the tables in {out} were written for another {SPEC_FILE} than the one there now; write "
+                             f"them again from the parts with `jaxgd collect {out}`, finish the sweep with `jaxgd run "
+                             f"--resume --out {out}`, or read the runs finished so far with partial=True")
         return cls(
             history=read(HISTORY_FILE, pd.read_parquet),
             summary=read(SUMMARY_FILE, pd.read_parquet),
             spec=read(SPEC_FILE, lambda path: tomllib.loads(path.read_text())),
-            stats=read(STATS_FILE, lambda path: json.loads(path.read_text()) if path.is_file() else {}),
+            stats=stats,
             folder=out,
         )
 
