@@ -125,6 +125,35 @@ def test_a_second_process_on_a_folder_is_refused_and_a_stale_lock_taken_over(tmp
     assert not (out / files.LOCK_FILE).exists()
 
 
+def test_a_fresh_lock_made_while_a_stale_one_is_taken_over_stays(tmp_path, monkeypatch):
+    """Two processes taking over one stale lock: the one that judged it stale and comes
+    second must not remove the fresh lock the first made meanwhile (both held the folder)."""
+    lock = files.Lock(tmp_path)
+    dead = {"host": files.HOST, "pid": os.getpid(), "since": "then"}  # this process's own old lock: stale
+    lock.path.write_text(json.dumps(dead))
+    other = sleeper()
+    fresh = json.dumps({"host": files.HOST, "pid": other.pid, "since": "now"})
+    judged = iter([dead])  # this process reads the stale lock; another replaces it before it acts
+
+    def holder_then_replaced():
+        found = next(judged, None)
+        if found is not None:
+            lock.path.unlink()
+            lock.path.write_text(fresh)
+            return found
+        return json.loads(lock.path.read_text())
+
+    monkeypatch.setattr(lock, "holder", holder_then_replaced)
+    try:
+        with pytest.raises(files.FolderBusy, match=f"pid {other.pid}"):
+            lock.acquire()
+        assert lock.path.read_text() == fresh and not lock.held
+        assert [p.name for p in tmp_path.iterdir()] == [files.LOCK_FILE]  # nothing of ours left beside it
+    finally:
+        other.kill()
+        other.wait()
+
+
 def test_tidy_leaves_the_temporary_files_of_live_processes(done):
     other = sleeper()
     try:

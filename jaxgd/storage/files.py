@@ -5,6 +5,7 @@ No JAX here: reading and writing tables never imports it."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -88,21 +89,47 @@ class Lock:
         mine = json.dumps({"host": HOST, "pid": os.getpid(), "since": time.strftime("%Y-%m-%dT%H:%M:%S")})
         for _ in range(3):  # a stale lock removed, then created anew
             try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                self._create(mine)
             except FileExistsError:
                 holder = self.holder()
                 if holder is None or self._stale(holder):
-                    self.path.unlink(missing_ok=True)
+                    self._remove_stale(holder)
                     continue
                 raise FolderBusy(
                     f"{self.path.parent} is being written by another jaxgd process (host {holder.get('host')}, "
                     f"pid {holder.get('pid')}, since {holder.get('since')}); wait for it, or use another --out "
                     f"(if that process is gone, delete {self.path})") from None
-            with os.fdopen(fd, "w") as f:
-                f.write(mine)
             self.held = True
             return self
         raise FolderBusy(f"could not take the lock {self.path}; another process keeps taking it")
+
+    def _create(self, content: str) -> None:
+        """The lock file with `content`, made whole in one step (a hard link of a written
+        file), or FileExistsError: another process never reads it empty, as stale."""
+        written = self.path.with_name(f"{self.path.name}.{HOST}.{os.getpid()}.{secrets.token_hex(4)}")
+        written.write_text(content)
+        try:
+            os.link(written, self.path)
+        finally:
+            written.unlink()
+
+    def _remove_stale(self, holder: dict | None) -> None:
+        """Remove the lock file judged stale (its holder `holder`): moved aside in one step,
+        then put back if it is not that one (another process took the stale lock over in the
+        meantime: its fresh lock stays)."""
+        aside = self.path.with_name(f"{self.path.name}.stale.{HOST}.{os.getpid()}.{secrets.token_hex(4)}")
+        try:
+            os.rename(self.path, aside)
+        except FileNotFoundError:  # another process removed it first
+            return
+        try:
+            moved = json.loads(aside.read_text())
+        except (OSError, ValueError):
+            moved = None
+        if moved != holder:
+            with contextlib.suppress(FileExistsError):
+                os.link(aside, self.path)
+        aside.unlink()
 
     @staticmethod
     def _stale(holder: dict) -> bool:
