@@ -96,8 +96,9 @@ def test_the_options_of_distributed_without_it_are_refused(tmp_path, capsys, no_
 def test_a_share_out_of_range_is_refused(tmp_path, index, count, no_compile):
     """A task's share out of range ran nothing (or, of one share, every run), silently."""
     from jaxgd.storage import slurm, store
+    from jaxgd.sweep import plan as planning
 
-    store.Store.open(tmp_path, jaxgd.load_spec(sweep()))
+    store.Store.prepare(tmp_path, planning.make(jaxgd.load_spec(sweep())))
     with pytest.raises(ValueError, match=rf"share: got index {index} of {count} shares; expected"):
         slurm.run_task(str(tmp_path), index, count)
 

@@ -15,6 +15,7 @@ from conftest import make_spec
 import jaxgd
 from jaxgd import SpecError
 from jaxgd.storage import slurm, store
+from jaxgd.sweep import plan as planning
 
 LRS = [round(0.01 * 1.25**i, 6) for i in range(16)]
 NEW = {LRS[2], LRS[9], LRS[15]}  # new step sizes in the middle of the list and at its end
@@ -101,7 +102,7 @@ def test_a_static_axis_grows_in_the_middle(tmp_path):
 ])
 def test_any_other_change_is_refused_naming_the_key(tmp_path, change, key, no_compile):
     saved = make_spec(seeds=2, optimizer={"lr": [0.05, 0.1]})
-    store.Store.open(tmp_path, jaxgd.load_spec(saved))
+    store.Store.prepare(tmp_path, planning.make(jaxgd.load_spec(saved)))
     with pytest.raises(SpecError) as refused:
         jaxgd.run(make_spec(saved, **change), out=tmp_path, progress=False)
     assert key in str(refused.value) and store.GROWTH in str(refused.value)
@@ -109,7 +110,7 @@ def test_any_other_change_is_refused_naming_the_key(tmp_path, change, key, no_co
 
 def test_a_random_design_cannot_grow(tmp_path, no_compile):
     design = make_spec(design="sobol", samples=4, optimizer={"lr": {"logspace": [-2, -1, 4]}})
-    store.Store.open(tmp_path, jaxgd.load_spec(design))
+    store.Store.prepare(tmp_path, planning.make(jaxgd.load_spec(design)))
     with pytest.raises(SpecError, match=r"samples: 4 there, 8 here.*only more values on swept axes or more seeds"):
         jaxgd.run(design | {"samples": 8}, out=tmp_path, progress=False)
 
@@ -137,7 +138,7 @@ def test_a_grown_sweep_interrupted_then_resumed(small, fresh, monkeypatch):
 
 
 def test_shares_of_a_grown_sweep_then_collect(small, fresh):
-    store.Store.open(small, jaxgd.load_spec(BIG))  # as `jaxgd run --slurm` does before submitting
+    store.Store.prepare(small, planning.make(jaxgd.load_spec(BIG)))  # as `jaxgd run --slurm` does before submitting
     done = [slurm.run_task(str(small), index, 2)["runs_done"] for index in range(2)]
     assert sum(done) == 40 and all(done)
     assert_like_fresh(jaxgd.collect(small, progress=False, plots=False), fresh)
@@ -172,7 +173,7 @@ def test_a_long_list_changed_near_its_end_is_shown_where_it_differs(tmp_path, no
     """Values over 60 characters were cut at their start: two lists of step sizes that
     differ in their last value were shown the same, 'optimizer.lr: [0.01, 0.0125, ...'."""
     saved = spec(1, LRS)
-    store.Store.open(tmp_path, jaxgd.load_spec(saved))
+    store.Store.prepare(tmp_path, planning.make(jaxgd.load_spec(saved)))
     with pytest.raises(SpecError) as refused:
         jaxgd.run(spec(1, LRS[:-1] + [0.5]), out=tmp_path, progress=False)
     assert re.search(rf"optimizer.lr: \.\.\..*{LRS[-1]}\] there, \.\.\..*0\.5\] here", str(refused.value))

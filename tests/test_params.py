@@ -280,7 +280,7 @@ def test_a_run_into_the_folder_removes_its_parts_index_and_the_grown_sweep_write
     small = make_spec(optimizer={"lr": [0.05, 0.2]}, steps=20, save_params=["final"], engine={"chunk_size": 2})
     grown = make_spec(small, optimizer={"lr": [0.02, 0.05, 0.2]})  # the old runs' ids change
     first = jaxgd.run(small, out=tmp_path, progress=False, plots=False)
-    store.Store.open(tmp_path, jaxgd.load_spec(grown))  # as a run of the grown sweep does before its first chunk
+    store.Store.prepare(tmp_path, planning.make(jaxgd.load_spec(grown)))  # as a run of the grown sweep does first
     assert not (tmp_path / parts.PARTS_INDEX).exists()
     new_ids = jaxgd.run(grown, progress=False).summary.set_index(["seed", "lr"]).run_id
     for run in first.summary.itertuples():

@@ -157,23 +157,16 @@ class Store:
             ) from None
 
     @classmethod
-    def open(cls, out, spec: specs.Spec) -> "Store":
-        """The folder for `spec`: created, or checked to hold the same sweep or one that
-        `spec` grows (more values on its axes, more seeds: then the smaller sweep's tables
-        are removed). Raises SpecError if it holds another one (a change to any other
-        setting that changes values; the name, plots, chunking and memory budget may
-        change). A caller that may grow a folder holds its lock."""
-        store = cls(out)
-        store._take(spec, store.refuse_another_sweep(spec))
-        return store
-
-    @classmethod
     def prepare(cls, out, plan: planning.Plan, *, recompute: bool = False) -> tuple[Store, Scan]:
-        """The folder for the sweep of `plan` (as `open`) and its scan, every check made before
-        anything in it changes: another sweep (open's SpecError) and parts of other inputs
-        (refuse_foreign, unless `recompute`) are refused with the folder as it was, its spec
-        and tables those of the sweep it holds. With `recompute` and such parts, the tables,
-        assembled from them, are removed until the tables of this sweep are written."""
+        """The folder for the sweep of `plan` and its scan: created, or checked to hold the
+        same sweep or one that this one grows (more values on its axes, more seeds: then the
+        smaller sweep's tables are removed); the name, plots, chunking and memory budget may
+        change. Every check is made before anything in it changes: another sweep
+        (refuse_another_sweep's SpecError) and parts of other inputs (refuse_foreign, unless
+        `recompute`) are refused with the folder as it was, its spec and tables those of the
+        sweep it holds. With `recompute` and such parts, the tables, assembled from them, are
+        removed until the tables of this sweep are written. A caller that may grow a folder
+        holds its lock."""
         store = cls(out)
         old = store.refuse_another_sweep(plan.spec)
         scan = store.scan(plan)
