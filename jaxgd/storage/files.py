@@ -106,7 +106,7 @@ class Lock:
     def _create(self, content: str) -> None:
         """The lock file with `content`, made whole in one step (a hard link of a written
         file), or FileExistsError: another process never reads it empty, as stale."""
-        written = self.path.with_name(f"{self.path.name}.{HOST}.{os.getpid()}.{secrets.token_hex(4)}")
+        written = temporary_name(self.path)
         written.write_text(content)
         try:
             os.link(written, self.path)
@@ -117,7 +117,7 @@ class Lock:
         """Remove the lock file judged stale (its holder `holder`): moved aside in one step,
         then put back if it is not that one (another process took the stale lock over in the
         meantime: its fresh lock stays)."""
-        aside = self.path.with_name(f"{self.path.name}.stale.{HOST}.{os.getpid()}.{secrets.token_hex(4)}")
+        aside = temporary_name(self.path)
         try:
             os.rename(self.path, aside)
         except FileNotFoundError:  # another process removed it first
