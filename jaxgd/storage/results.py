@@ -177,7 +177,8 @@ class Results:
                                  f"stats.json can be written again from the parts: jaxgd collect {out}") from None
 
         stats = read(STATS_FILE, lambda path: json.loads(path.read_text()) if path.is_file() else {})
-        if stats.get("spec_sha256", spec_sha256(out)) != spec_sha256(out):  # spec.toml edited or grown since
+        saved_for = spec_sha256(out)
+        if stats.get("spec_sha256", saved_for) != saved_for:  # spec.toml edited or grown since
             if partial:
                 return cls.finished_so_far(out)
             raise ValueError(f"the tables in {out} were written for another {SPEC_FILE} than the one there now; write "
