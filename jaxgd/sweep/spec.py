@@ -929,6 +929,10 @@ def _resolve_plot(raw, settings, spec_columns, metric_names, overridden=()) -> d
     summary_steps = settings["summary_steps"]
     set_once = {name: key for key in overridden if key in settings and not isinstance(settings[key], list)
                 for name in (key, key.rpartition(".")[2])}
+
+    def set_by_override(what, name):
+        return _SetByOverride(f"{what} {name}, which an override sets to one value ({set_once[name]} = "
+                              f"{settings[set_once[name]]!r})")
     raw = raw or {}
     if not isinstance(raw, dict):
         raise SpecError(f"[plot] must be a table, got {raw!r}")
@@ -961,8 +965,7 @@ def _resolve_plot(raw, settings, spec_columns, metric_names, overridden=()) -> d
 
     def axis(kind, key, value):
         if isinstance(value, str) and value not in by_column and value in set_once:
-            raise _SetByOverride(f"plot.{kind}.{key} names {value}, which an override sets to one value "
-                                 f"({set_once[value]} = {settings[set_once[value]]!r})")
+            raise set_by_override(f"plot.{kind}.{key} names", value)
         if not isinstance(value, str) or value not in by_column:
             raise SpecError(
                 f"plot.{kind}.{key}: got {value!r}; expected a swept setting: "
@@ -992,9 +995,7 @@ def _resolve_plot(raw, settings, spec_columns, metric_names, overridden=()) -> d
         for text, _ in map(expressions.expression_and_label, texts):
             unknown = expressions.names(expressions.parse(text, f"plot.{kind}.{key}")) - set(columns)
             if unknown & set(set_once):
-                name = min(unknown & set(set_once))
-                raise _SetByOverride(f"plot.{kind}.{key}: {text!r} reads {name}, which an override sets to one value "
-                                     f"({set_once[name]} = {settings[set_once[name]]!r})")
+                raise set_by_override(f"plot.{kind}.{key}: {text!r} reads", min(unknown & set(set_once)))
             if unknown:
                 raise SpecError(f"plot.{kind}.{key}: {text!r} reads {', '.join(sorted(unknown))}; an expression may read "
                                 f"{', '.join(columns)}")
