@@ -39,13 +39,10 @@ def make_spec(runs: int, *, smaller: bool = False) -> dict:
     }
 
 
-def seconds(read, repeats: int) -> list[float]:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        read()
-        times.append(time.perf_counter() - start)
-    return times
+def seconds(read) -> float:
+    start = time.perf_counter()
+    read()
+    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -66,8 +63,8 @@ def main() -> None:
             np.testing.assert_array_equal(by_index[layer], values)
         index_s, all_s = [], []
         for _ in range(args.repeats):  # alternately, so that the machine's load falls on both
-            index_s += seconds(lambda: kept_params(out, run_id).of(run_id), 1)
-            all_s += seconds(lambda: saved_params(out).of(run_id), 1)
+            index_s.append(seconds(lambda: kept_params(out, run_id).of(run_id)))
+            all_s.append(seconds(lambda: saved_params(out).of(run_id)))
     index, every = statistics.median(index_s), statistics.median(all_s)
     grown = f" (an old run: the sweep grew from {args.runs - 4:,} runs)" if args.grown else ""
     print(f"{args.runs:,} runs in {parts:,} parts, run {run_id}{grown}, median of {args.repeats}:")
